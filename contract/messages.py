@@ -1,0 +1,321 @@
+"""Pydantic models of every MQTT payload.
+
+Every payload carries ``kind``, ``schema_version``, a unique ``msg_id``, ``site_id``, ``edge_id``,
+``camera_id``, the per-camera sequence number ``seq`` and the UTC time ``ts`` it was produced.
+
+Sequence numbers: each camera numbers its *data* messages (counts, incident, heartbeat) 1, 2, 3, ...
+without gaps, persisted across restarts by the edge outbox, so a reader can tell a lost message from
+a quiet camera. Status messages (including the broker-published last will) repeat the last data
+sequence number allocated and are not part of the gap check.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from contract.errors import ContractError
+from contract.topics import ID_PATTERN, Topic
+
+SCHEMA_VERSION: Literal[1] = 1
+#: Largest payload a reader must accept (an incident with its JPEG snapshot fits easily).
+MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
+
+Id = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier: letters, digits, '_' and '-'.")]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class MessageKind(StrEnum):
+    COUNTS = "counts"
+    INCIDENT = "incident"
+    STATUS = "status"
+    HEARTBEAT = "heartbeat"
+
+
+class HealthFlag(StrEnum):
+    """Camera health conditions; a count bin carries every flag seen during it."""
+
+    STREAM_DOWN = "stream_down"
+    LOW_FPS = "low_fps"
+    FROZEN = "frozen"
+    BLACK = "black"
+    BLURRED = "blurred"
+    MOVED = "moved"
+
+
+class StreamState(StrEnum):
+    ONLINE = "online"
+    DEGRADED = "degraded"
+    OFFLINE = "offline"
+
+
+class IncidentType(StrEnum):
+    STOPPED_VEHICLE = "stopped_vehicle"
+    WRONG_WAY = "wrong_way"
+    CONGESTION = "congestion"
+    INTRUSION = "intrusion"
+    LOITERING = "loitering"
+    CROWDING = "crowding"
+    TAMPERING = "tampering"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class IncidentEvent(StrEnum):
+    """Incident state changes as seen by the edge: it starts once, may be updated, ends once."""
+
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class _Base(BaseModel):
+    # Readers ignore unknown fields within a major version (forward compatibility).
+    model_config = ConfigDict(extra="ignore", frozen=True, use_enum_values=False)
+
+
+class Envelope(_Base):
+    """Fields every payload carries."""
+
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="Major schema version; readers reject others."
+    )
+    msg_id: UUID = Field(description="Unique id of this message; the idempotency key.")
+    site_id: Id
+    edge_id: Id = Field(description="The edge worker that produced the message.")
+    camera_id: Id
+    seq: int = Field(ge=0, description="Per-camera sequence number of data messages (see module docs).")
+    ts: AwareDatetime = Field(description="UTC time the message was produced.")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+
+class Point(_Base):
+    """A normalized image point (x right, y down, 0..1)."""
+
+    x: Unit
+    y: Unit
+
+
+class DirectionCount(_Base):
+    """Crossings of one line in one direction by one class during a bin."""
+
+    line_id: Id
+    direction: str = Field(min_length=1, max_length=64, description="Direction name from the site config.")
+    cls: str = Field(min_length=1, max_length=32, description="COCO class name, e.g. 'motorcycle'.")
+    count: int = Field(ge=0)
+
+
+class SpeedStat(_Base):
+    """Speeds (km/h) of the crossings of one line, direction and class; only with calibration."""
+
+    line_id: Id
+    direction: str = Field(min_length=1, max_length=64)
+    cls: str = Field(min_length=1, max_length=32)
+    n: int = Field(ge=1)
+    mean_kmh: float = Field(ge=0)
+    p85_kmh: float = Field(ge=0)
+
+
+class ZoneOccupancy(_Base):
+    """Occupancy of one zone by one class during a bin."""
+
+    zone_id: Id
+    cls: str = Field(min_length=1, max_length=32)
+    mean_count: float = Field(ge=0, description="Mean number of objects inside over the bin's frames.")
+    max_count: int = Field(ge=0)
+    entries: int = Field(ge=0, description="Objects that entered the zone during the bin.")
+    mean_dwell_s: float | None = Field(
+        default=None, ge=0, description="Mean dwell time of objects that left the zone during the bin."
+    )
+
+
+class CountsMessage(Envelope):
+    """Counts for one camera and one time bin ``[bin_start, bin_end)``.
+
+    The key ``(camera_id, bin_start)`` is unique: a redelivered or re-sent bin replaces nothing.
+    """
+
+    kind: Literal[MessageKind.COUNTS] = MessageKind.COUNTS
+    bin_start: AwareDatetime
+    bin_end: AwareDatetime
+    lines: list[DirectionCount] = Field(default_factory=list)
+    zones: list[ZoneOccupancy] = Field(default_factory=list)
+    speeds: list[SpeedStat] = Field(default_factory=list)
+    frames: int = Field(ge=0, description="Frames analysed during the bin.")
+    fps: float = Field(ge=0, description="Mean analysed frames per second during the bin.")
+    health: list[HealthFlag] = Field(
+        default_factory=list, description="Every health condition seen during the bin (quality flags)."
+    )
+
+    @field_validator("bin_start", "bin_end")
+    @classmethod
+    def _bins_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+    @model_validator(mode="after")
+    def _bin_order(self) -> CountsMessage:
+        if self.bin_end <= self.bin_start:
+            raise ValueError("bin_end must be after bin_start")
+        return self
+
+
+class Snapshot(_Base):
+    """A JPEG frame with the involved boxes drawn, base64 encoded."""
+
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    data_b64: str = Field(min_length=4, description="Base64 of the JPEG bytes.")
+
+
+class IncidentMessage(Envelope):
+    """One state change of one incident. ``incident_id`` is stable from start to end."""
+
+    kind: Literal[MessageKind.INCIDENT] = MessageKind.INCIDENT
+    incident_id: UUID
+    event: IncidentEvent
+    type: IncidentType
+    severity: Severity
+    rule_id: Id = Field(description="The rule of the site config that raised it.")
+    zone_id: Id | None = None
+    line_id: Id | None = None
+    track_ids: list[int] = Field(default_factory=list)
+    classes: list[str] = Field(default_factory=list)
+    image_position: Point | None = Field(default=None, description="Where in the image (normalized).")
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    summary: str = Field(default="", max_length=500, description="Human-readable one-liner.")
+    details: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    snapshot: Snapshot | None = Field(default=None, description="Sent with the start event.")
+
+    @field_validator("started_at", "ended_at")
+    @classmethod
+    def _times_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(value)
+
+    @model_validator(mode="after")
+    def _end_has_time(self) -> IncidentMessage:
+        if self.event is IncidentEvent.END and self.ended_at is None:
+            raise ValueError("ended_at is required when event is 'end'")
+        return self
+
+
+class StatusMessage(Envelope):
+    """Camera availability, retained. The broker publishes the ``offline`` last will itself."""
+
+    kind: Literal[MessageKind.STATUS] = MessageKind.STATUS
+    state: StreamState
+    reason: str = Field(default="", max_length=200)
+    health: list[HealthFlag] = Field(default_factory=list)
+
+
+class HeartbeatMessage(Envelope):
+    """Periodic health of one camera's pipeline on its edge worker."""
+
+    kind: Literal[MessageKind.HEARTBEAT] = MessageKind.HEARTBEAT
+    fps: float = Field(ge=0, description="Analysed frames per second since the last heartbeat.")
+    source_fps: float = Field(ge=0, description="Frames per second delivered by the source.")
+    inference_ms: float = Field(ge=0, description="Mean detection + tracking time per frame.")
+    dropped_frames: int = Field(ge=0, description="Frames dropped as stale since start.")
+    outbox_depth: int = Field(ge=0, description="Messages waiting in the edge outbox.")
+    uptime_s: float = Field(ge=0)
+    reconnects: int = Field(ge=0, description="Stream reconnects since start.")
+    health: list[HealthFlag] = Field(default_factory=list)
+    version: str = Field(default="", max_length=32, description="Edge software version.")
+
+
+Message = Annotated[
+    CountsMessage | IncidentMessage | StatusMessage | HeartbeatMessage,
+    Field(discriminator="kind"),
+]
+_MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
+MESSAGE_TYPES: dict[str, type[Envelope]] = {
+    MessageKind.COUNTS: CountsMessage,
+    MessageKind.INCIDENT: IncidentMessage,
+    MessageKind.STATUS: StatusMessage,
+    MessageKind.HEARTBEAT: HeartbeatMessage,
+}
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<payload>"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_message(payload: bytes | str, topic: Topic | None = None) -> Message:
+    """Validate a raw payload; with ``topic``, also check it agrees with the topic.
+
+    Raises :class:`ContractError` whose text names each offending field.
+    """
+    size = len(payload)
+    if size > MAX_PAYLOAD_BYTES:
+        raise ContractError("size", f"<payload>: {size} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit")
+    try:
+        raw: Any = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError("json", f"<payload>: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ContractError("schema", "<payload>: must be a JSON object")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ContractError(
+            "version", f"schema_version: {version!r} is not supported (expected {SCHEMA_VERSION})"
+        )
+    try:
+        message = _MESSAGE_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise ContractError("schema", _describe(exc)) from exc
+    if topic is not None:
+        mismatches = [
+            f"{name}: {got!r} does not match the topic ({want!r})"
+            for name, got, want in (
+                ("site_id", message.site_id, topic.site_id),
+                ("camera_id", message.camera_id, topic.camera_id),
+                ("kind", str(message.kind), topic.kind),
+            )
+            if got != want
+        ]
+        if mismatches:
+            raise ContractError("mismatch", "; ".join(mismatches))
+    return message
+
+
+def dump_message(message: Envelope) -> bytes:
+    """Serialize a message to its wire form (compact JSON, UTF-8)."""
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware UTC (the only kind of time the contract carries)."""
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""citywatch edge worker: capture -> detect -> track -> analytics -> publish (MQTT with a durable outbox)."""

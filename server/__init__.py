@@ -1,0 +1,1 @@
+"""citywatch server: MQTT ingest into PostgreSQL/TimescaleDB, history and live APIs, alerting, web."""
