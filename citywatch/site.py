@@ -98,7 +98,13 @@ class DetectorSettings(_Strict):
         description="Ultralytics model name or local path (.pt, ONNX, OpenVINO folder, TensorRT engine).",
     )
     imgsz: int = Field(default=640, ge=32, le=4096, description="Inference image size.")
-    conf: float = Field(default=0.25, gt=0, lt=1, description="Confidence threshold.")
+    conf: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="Detections below this are discarded. The tracker starts tracks only above 0.25 but "
+        "keeps following them through lower-scored detections (ByteTrack), so keep this low.",
+    )
     iou: float = Field(default=0.5, gt=0, lt=1, description="NMS IoU threshold.")
     classes: list[str] = Field(default=list(TRAFFIC_CLASSES), min_length=1, description="COCO class names.")
     max_fps: float | None = Field(default=None, gt=0, le=120, description="Frame-rate cap for analysis.")

@@ -1,0 +1,1 @@
+"""Pure analytics over tracked detections: tracks, lines, zones, speed, incident rules, tampering, bins."""

@@ -1,0 +1,38 @@
+"""Annotated dependencies: the pool, the site, the settings, the metrics, the live hub."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from psycopg_pool import AsyncConnectionPool
+
+from citywatch.site import SiteConfig
+from server.live import LiveHub
+from server.metrics import Metrics
+
+
+def _pool(request: Request) -> AsyncConnectionPool[Any]:
+    pool: AsyncConnectionPool[Any] = request.app.state.pool
+    return pool
+
+
+def _site(request: Request) -> SiteConfig:
+    site: SiteConfig = request.app.state.site
+    return site
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def _hub(request: Request) -> LiveHub:
+    hub: LiveHub = request.app.state.hub
+    return hub
+
+
+PoolDep = Annotated[AsyncConnectionPool[Any], Depends(_pool)]
+SiteDep = Annotated[SiteConfig, Depends(_site)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+HubDep = Annotated[LiveHub, Depends(_hub)]

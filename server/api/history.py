@@ -1,0 +1,202 @@
+"""History API for planners: volumes, peak hours, period comparison, incidents; JSON, CSV, Parquet."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from citywatch.site import SiteConfig
+from server.api.deps import PoolDep, SiteDep
+from server.api.export import Format, table_response
+from server.history import queries
+from server.history.bins import Granularity, floor_bucket
+
+router = APIRouter(prefix="/api/v1/history", tags=["history"])
+
+MAX_BUCKETS = 200_000
+_STEP = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
+
+CameraQ = Annotated[list[str] | None, Query(description="Camera ids (repeatable); all cameras when absent.")]
+StartQ = Annotated[datetime, Query(description="Range start (ISO 8601 with offset); floored to a bucket.")]
+EndQ = Annotated[datetime, Query(description="Range end, exclusive; rounded up to a bucket edge.")]
+FormatQ = Annotated[Format, Query(description="json, or csv / parquet for a download.")]
+
+
+def _cameras(site: SiteConfig, wanted: list[str] | None) -> list[str]:
+    known = [c.id for c in site.cameras]
+    if not wanted:
+        return known
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown camera(s): {', '.join(unknown)}")
+    return list(dict.fromkeys(wanted))
+
+
+def _check_range(start: datetime, end: datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start and end need a UTC offset")
+    if end <= start:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "end must be after start")
+
+
+@router.get("/volume", summary="Volume by camera, line, direction and class in 15 min, hour or day bins")
+async def volume(
+    *,
+    pool: PoolDep,
+    site: SiteDep,
+    start: StartQ,
+    end: EndQ,
+    camera_id: CameraQ = None,
+    bin: Annotated[Granularity, Query(description="15m, 1h (local hours) or 1d (local days).")] = "1h",
+    group_by: Annotated[
+        list[Literal["line_id", "direction", "cls"]] | None,
+        Query(description="Dimensions to keep (repeatable); all three when absent."),
+    ] = None,
+    source: Annotated[
+        Literal["rollup", "raw"], Query(description="rollup (fast) or raw rows; the answers are equal.")
+    ] = "rollup",
+    format: FormatQ = "json",
+) -> Response:
+    """Every (camera, bucket) appears, with ``quality`` (ok, degraded, tampering, offline, no_data),
+    ``coverage`` (share of the bucket with count bins) and the ``health`` flags seen."""
+    _check_range(start, end)
+    tz = ZoneInfo(site.site.timezone)
+    cams = _cameras(site, camera_id)
+    if (end - start) / _STEP[bin] * len(cams) > MAX_BUCKETS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "range too long for this bin size: use a larger bin"
+        )
+    dims = tuple(group_by) if group_by else queries.ALL_DIMS
+    async with pool.connection() as conn:
+        rows = await queries.volume(
+            conn, cameras=cams, start=start, end=end, g=bin, tz=tz, dims=dims, source=source
+        )
+    columns = ["camera_id", "bucket", "line_id", "direction", "cls", "count", "quality", "coverage", "health"]
+    meta = {"site_id": site.site.id, "timezone": site.site.timezone, "bin": bin, "source": source}
+    return table_response(
+        [dataclasses.asdict(r) for r in rows], columns, fmt=format, tz=tz, meta=meta, name=f"volume-{bin}"
+    )
+
+
+@router.get("/peak-hours", summary="Busiest hours: mean volume by local hour of day, and the top hours")
+async def peak_hours(
+    *,
+    pool: PoolDep,
+    site: SiteDep,
+    start: StartQ,
+    end: EndQ,
+    camera_id: CameraQ = None,
+    top: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> dict[str, Any]:
+    _check_range(start, end)
+    tz = ZoneInfo(site.site.timezone)
+    cams = _cameras(site, camera_id)
+    lo, hi = floor_bucket(start, "1h", tz), floor_bucket(end - timedelta(microseconds=1), "1h", tz)
+    async with pool.connection() as conn:
+        hours = await queries.hourly_totals(conn, cams, lo, hi + timedelta(hours=1))
+    by_hour: dict[int, list[int]] = defaultdict(list)
+    for bucket, count in hours.items():
+        by_hour[bucket.astimezone(tz).hour].append(count)
+    profile = [
+        {"hour": h, "mean": round(sum(v) / len(v), 2), "total": sum(v), "hours_with_data": len(v)}
+        for h, v in sorted(by_hour.items())
+    ]
+    peaks = sorted(hours.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return {
+        "site_id": site.site.id,
+        "timezone": site.site.timezone,
+        "cameras": cams,
+        "by_hour_of_day": profile,
+        "peaks": [{"hour_start": b.astimezone(tz).isoformat(), "count": c} for b, c in peaks],
+    }
+
+
+@router.get("/compare", summary="Compare the volume of two periods, by camera and class")
+async def compare(
+    *,
+    pool: PoolDep,
+    site: SiteDep,
+    a_start: datetime,
+    a_end: datetime,
+    b_start: datetime,
+    b_end: datetime,
+    camera_id: CameraQ = None,
+) -> dict[str, Any]:
+    """Periods are hour-aligned (local hours). ``change_pct`` is null where period A had no traffic."""
+    _check_range(a_start, a_end)
+    _check_range(b_start, b_end)
+    tz = ZoneInfo(site.site.timezone)
+    cams = _cameras(site, camera_id)
+
+    def span(s: datetime, e: datetime) -> tuple[datetime, datetime]:
+        return floor_bucket(s, "1h", tz), floor_bucket(e - timedelta(microseconds=1), "1h", tz) + timedelta(
+            hours=1
+        )
+
+    async with pool.connection() as conn:
+        a = await queries.totals(conn, cams, *span(a_start, a_end))
+        b = await queries.totals(conn, cams, *span(b_start, b_end))
+    rows = []
+    for key in sorted(a.keys() | b.keys()):
+        va, vb = a.get(key, 0), b.get(key, 0)
+        change = None if va == 0 else round(100.0 * (vb - va) / va, 2)
+        rows.append({"camera_id": key[0], "cls": key[1], "a": va, "b": vb, "change_pct": change})
+    ta, tb = sum(a.values()), sum(b.values())
+    return {
+        "site_id": site.site.id,
+        "rows": rows,
+        "total": {"a": ta, "b": tb, "change_pct": None if ta == 0 else round(100.0 * (tb - ta) / ta, 2)},
+    }
+
+
+@router.get("/incidents", summary="Incident counts by type and place (camera, zone, line)")
+async def incidents(
+    *,
+    pool: PoolDep,
+    site: SiteDep,
+    start: StartQ,
+    end: EndQ,
+    camera_id: CameraQ = None,
+    format: FormatQ = "json",
+) -> Response:
+    _check_range(start, end)
+    tz = ZoneInfo(site.site.timezone)
+    cams = _cameras(site, camera_id)
+    async with pool.connection() as conn:
+        rows = await queries.incident_counts(conn, cams, start, end)
+    where = {c.id: c for c in site.cameras}
+    for r in rows:
+        r["camera_name"] = where[r["camera_id"]].name
+        r["latitude"] = where[r["camera_id"]].location.lat
+        r["longitude"] = where[r["camera_id"]].location.lon
+    columns = [
+        "camera_id",
+        "camera_name",
+        "latitude",
+        "longitude",
+        "type",
+        "severity",
+        "zone_id",
+        "line_id",
+        "count",
+    ]
+    return table_response(rows, columns, fmt=format, tz=tz, meta={"site_id": site.site.id}, name="incidents")
+
+
+@router.get(
+    "/turning-movements",
+    summary="Turning movements (not available: the site config does not pair entry and exit lines)",
+    status_code=status.HTTP_501_NOT_IMPLEMENTED,
+    responses={501: {"description": "Needs a junction definition in the site config; see docs/server.md."}},
+)
+async def turning_movements() -> None:
+    raise HTTPException(
+        status.HTTP_501_NOT_IMPLEMENTED,
+        "turning movements need entry/exit line pairs per junction (site config) or per-track "
+        "(entry line, exit line) counts from the edge; neither exists in contract v1 (see docs/server.md)",
+    )

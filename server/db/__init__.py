@@ -1,0 +1,1 @@
+"""Storage: connections, migrations, TimescaleDB policies."""

@@ -1,0 +1,1 @@
+"""History queries for planners: volumes, peaks, comparisons, incidents, with quality flags."""

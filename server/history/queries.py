@@ -1,0 +1,196 @@
+"""History SQL over the rollups (``counts_15m/1h/1d``: tables on PostgreSQL, continuous aggregates on
+TimescaleDB, the same columns) or over the raw rows, with the same answers either way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, LiteralString
+from zoneinfo import ZoneInfo
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from server.history.bins import Granularity, Quality, bucket_range, health_flags, next_bucket, quality
+from server.ingest.statements import BUCKETS
+
+Dim = Literal["line_id", "direction", "cls"]
+ALL_DIMS: tuple[Dim, ...] = ("line_id", "direction", "cls")
+Source = Literal["rollup", "raw"]
+AConn = AsyncConnection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRow:
+    camera_id: str
+    bucket: datetime
+    line_id: str | None
+    direction: str | None
+    cls: str | None
+    count: int
+    quality: Quality
+    coverage: float
+    health: list[str]
+
+
+def _dims_sql(dims: Sequence[Dim]) -> tuple[sql.Composable, sql.Composable]:
+    """Select list (NULL for collapsed dimensions) and GROUP BY list."""
+    select = sql.SQL(", ").join(
+        sql.Identifier(d) if d in dims else sql.SQL("NULL::text AS {}").format(sql.Identifier(d))
+        for d in ALL_DIMS
+    )
+    group = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(d)) for d in ALL_DIMS if d in dims)
+    return select, group
+
+
+def _bucket_expr(g: Granularity) -> sql.Composable:
+    # The same expressions the writer's rollups (and TimescaleDB's time_bucket) use.
+    return sql.SQL(BUCKETS[g])
+
+
+async def _volume_counts(
+    conn: AConn, g: Granularity, source: Source, dims: Sequence[Dim], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    select, group = _dims_sql(dims)
+    if source == "rollup":
+        query = sql.SQL(
+            "SELECT camera_id, bucket, {select}, sum(count)::bigint AS count FROM {table} "
+            "WHERE bucket >= %(start)s AND bucket < %(end)s AND camera_id = ANY(%(cams)s) "
+            "GROUP BY camera_id, bucket{group}"
+        ).format(select=select, table=sql.Identifier(f"counts_{g}"), group=group)
+    else:
+        query = sql.SQL(
+            "SELECT camera_id, {bucket} AS bucket, {select}, sum(count)::bigint AS count FROM counts "
+            "WHERE bin_start >= %(start)s AND bin_start < %(end)s AND camera_id = ANY(%(cams)s) "
+            "GROUP BY camera_id, 2{group}"
+        ).format(select=select, bucket=_bucket_expr(g), group=group)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+async def _volume_bins(
+    conn: AConn, g: Granularity, source: Source, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    if source == "rollup":
+        query = sql.SQL(
+            "SELECT camera_id, bucket, sum(n_bins)::bigint AS n_bins, sum(covered_s) AS covered_s, "
+            "bit_or(health_mask) AS health_mask FROM {table} "
+            "WHERE bucket >= %(start)s AND bucket < %(end)s AND camera_id = ANY(%(cams)s) "
+            "GROUP BY camera_id, bucket"
+        ).format(table=sql.Identifier(f"count_bins_{g}"))
+    else:
+        query = sql.SQL(
+            "SELECT camera_id, {bucket} AS bucket, count(*)::bigint AS n_bins, "
+            "sum(extract(epoch FROM bin_end - bin_start))::float8 AS covered_s, "
+            "bit_or(health_mask) AS health_mask FROM count_bins "
+            "WHERE bin_start >= %(start)s AND bin_start < %(end)s AND camera_id = ANY(%(cams)s) "
+            "GROUP BY camera_id, 2"
+        ).format(bucket=_bucket_expr(g))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+async def volume(
+    conn: AConn,
+    *,
+    cameras: Sequence[str],
+    start: datetime,
+    end: datetime,
+    g: Granularity,
+    tz: ZoneInfo,
+    dims: Sequence[Dim] = ALL_DIMS,
+    source: Source = "rollup",
+) -> list[VolumeRow]:
+    """Counts per camera and bucket (and the chosen dimensions), every bucket with its quality.
+
+    Buckets without any count bin are returned with ``count`` 0 and quality ``no_data``; buckets that
+    were covered but saw no traffic have ``count`` 0 and their real quality.
+    """
+    buckets = bucket_range(start, end, g, tz)
+    if not buckets or not cameras:
+        return []
+    params = {
+        "start": buckets[0],
+        "end": next_bucket(buckets[-1], g, tz),
+        "cams": list(cameras),
+        "tz": tz.key,
+    }
+    counts = await _volume_counts(conn, g, source, dims, params)
+    bins = await _volume_bins(conn, g, source, params)
+    info = {(b["camera_id"], b["bucket"]): b for b in bins}
+    rows_by_key: dict[tuple[str, datetime], list[dict[str, Any]]] = {}
+    for r in counts:
+        rows_by_key.setdefault((r["camera_id"], r["bucket"]), []).append(r)
+    out: list[VolumeRow] = []
+    for cam in cameras:
+        for b in buckets:
+            expected = (next_bucket(b, g, tz) - b).total_seconds()
+            meta = info.get((cam, b))
+            n_bins = int(meta["n_bins"]) if meta else 0
+            covered = float(meta["covered_s"]) if meta else 0.0
+            mask = int(meta["health_mask"] or 0) if meta else 0
+            q = quality(covered, expected, mask, n_bins)
+            cov = round(min(covered / expected, 1.0), 4)
+            flags = health_flags(mask)
+            rows = rows_by_key.get((cam, b))
+            if not rows:
+                out.append(VolumeRow(cam, b, None, None, None, 0, q, cov, flags))
+                continue
+            for r in sorted(rows, key=lambda r: (r["line_id"] or "", r["direction"] or "", r["cls"] or "")):
+                out.append(
+                    VolumeRow(cam, b, r["line_id"], r["direction"], r["cls"], int(r["count"]), q, cov, flags)
+                )
+    return out
+
+
+_PEAK: LiteralString = """
+SELECT bucket, sum(count)::bigint AS count FROM counts_1h
+WHERE bucket >= %(start)s AND bucket < %(end)s AND camera_id = ANY(%(cams)s)
+GROUP BY bucket
+"""
+
+
+async def hourly_totals(
+    conn: AConn, cameras: Sequence[str], start: datetime, end: datetime
+) -> dict[datetime, int]:
+    """Total volume per hour bucket (UTC start) of the given cameras."""
+    async with conn.cursor() as cur:
+        await cur.execute(_PEAK, {"start": start, "end": end, "cams": list(cameras)})
+        return {r[0]: int(r[1]) for r in await cur.fetchall()}
+
+
+_TOTALS: LiteralString = """
+SELECT camera_id, cls, sum(count)::bigint FROM counts_1h
+WHERE bucket >= %(start)s AND bucket < %(end)s AND camera_id = ANY(%(cams)s)
+GROUP BY camera_id, cls
+"""
+
+
+async def totals(
+    conn: AConn, cameras: Sequence[str], start: datetime, end: datetime
+) -> dict[tuple[str, str], int]:
+    """Volume per (camera, class) over a whole period (hour-aligned)."""
+    async with conn.cursor() as cur:
+        await cur.execute(_TOTALS, {"start": start, "end": end, "cams": list(cameras)})
+        return {(r[0], r[1]): int(r[2]) for r in await cur.fetchall()}
+
+
+_INCIDENTS: LiteralString = """
+SELECT camera_id, type, severity, zone_id, line_id, count(*)::bigint AS count
+FROM incidents
+WHERE started_at >= %(start)s AND started_at < %(end)s AND camera_id = ANY(%(cams)s)
+GROUP BY camera_id, type, severity, zone_id, line_id
+ORDER BY camera_id, type, severity, zone_id NULLS FIRST, line_id NULLS FIRST
+"""
+
+
+async def incident_counts(
+    conn: AConn, cameras: Sequence[str], start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Incidents started in ``[start, end)`` by camera, type, severity and zone/line."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_INCIDENTS, {"start": start, "end": end, "cams": list(cameras)})
+        return await cur.fetchall()

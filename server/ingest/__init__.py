@@ -1,0 +1,1 @@
+"""MQTT ingest: subscriber (paho thread) -> validation -> batch writer (thread) -> acknowledgement."""

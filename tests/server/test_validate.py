@@ -1,0 +1,85 @@
+"""Bad input is rejected with a documented reason; good input passes. No I/O."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from citywatch.site import load_site
+from contract import dump_message
+from server.ingest.validate import Accepted, Incoming, Rejected, Validator
+from tests.server.helpers import counts, write_site
+
+NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def validator(tmp_path: Path) -> Validator:
+    site = load_site(write_site(tmp_path, "s1", "pfx", ["cam-a"]))
+    return Validator(site, max_future_s=300, max_age_days=365, clock=NOW.timestamp)
+
+
+def incoming(topic: str, payload: bytes) -> Incoming:
+    return Incoming(1, 1, topic, payload, NOW.timestamp())
+
+
+TOPIC = "pfx/v1/s1/cam-a/counts"
+
+
+def good(**kw: object) -> bytes:
+    return dump_message(counts("s1", "cam-a", 1, NOW - timedelta(minutes=1), ts=NOW, **kw))  # type: ignore[arg-type]
+
+
+def test_good_message_is_accepted(validator: Validator) -> None:
+    assert isinstance(validator.check(incoming(TOPIC, good())), Accepted)
+
+
+def _mutated(**changes: object) -> bytes:
+    raw = json.loads(good())
+    for k, v in changes.items():
+        if v is None:
+            raw.pop(k)
+        else:
+            raw[k] = v
+    return json.dumps(raw).encode()
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        pytest.param(TOPIC, b"{not json", "json", id="malformed-json"),
+        pytest.param(TOPIC, _mutated(schema_version=2), "version", id="wrong-schema-version"),
+        pytest.param(TOPIC, _mutated(frames=None), "schema", id="missing-field"),
+        pytest.param(TOPIC, b"x" * (10 * 1024 * 1024), "size", id="ten-megabytes"),
+        pytest.param(
+            "pfx/v1/s1/cam-zz/counts", _mutated(camera_id="cam-zz"), "unknown_camera", id="unknown-camera"
+        ),
+        pytest.param("pfx/v1/s2/cam-a/counts", _mutated(site_id="s2"), "unknown_site", id="other-site"),
+        pytest.param("pfx/v1/s1/cam-b/counts", good(), "mismatch", id="topic-mismatch"),
+        pytest.param("pfx/v2/s1/cam-a/counts", good(), "version", id="topic-major"),
+        pytest.param(TOPIC, _mutated(ts=(NOW + timedelta(minutes=6)).isoformat()), "future", id="future"),
+        pytest.param(
+            TOPIC, _mutated(ts=(NOW - timedelta(days=3650)).isoformat()), "too_old", id="ten-years-old"
+        ),
+    ],
+)
+def test_bad_input_is_rejected_with_reason(
+    validator: Validator, topic: str, payload: bytes, reason: str
+) -> None:
+    result = validator.check(incoming(topic, payload))
+    assert isinstance(result, Rejected)
+    assert result.reason == reason
+    assert result.detail
+
+
+def test_rejection_keeps_ids_for_the_log(validator: Validator) -> None:
+    mid = uuid.uuid4()
+    raw = json.loads(good())
+    raw.update(msg_id=str(mid), camera_id="cam-zz")
+    result = validator.check(incoming("pfx/v1/s1/cam-zz/counts", json.dumps(raw).encode()))
+    assert isinstance(result, Rejected)
+    assert (result.camera_id, result.msg_id) == ("cam-zz", str(mid))
