@@ -38,8 +38,11 @@ def _open(source: Source) -> cv2.VideoCapture:
             raise SourceError(f"video file {source.path!r} does not exist")
         cap = cv2.VideoCapture(source.path)
     elif isinstance(source, StreamSource):
-        cap = cv2.VideoCapture(source.url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000,
-                                                            cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
+        cap = cv2.VideoCapture(
+            source.url,
+            cv2.CAP_FFMPEG,
+            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
+        )
     elif isinstance(source, WebcamSource):
         cap = cv2.VideoCapture(source.index)
     else:  # pragma: no cover - the config union is closed
@@ -104,7 +107,7 @@ class LiveCapture(threading.Thread):
         self.max_backoff_s = max_backoff_s
         self._cond = threading.Condition()
         self._slot: Frame | None = None
-        self._stop = threading.Event()
+        self._stop_event = threading.Event()
         self.connected = False
         self.frames_read = 0
         self.dropped = 0
@@ -114,7 +117,7 @@ class LiveCapture(threading.Thread):
         self.restarted = threading.Event()  # set when a file loops or a stream reconnects
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stop_event.set()
         with self._cond:
             self._cond.notify_all()
 
@@ -136,7 +139,7 @@ class LiveCapture(threading.Thread):
     def run(self) -> None:
         backoff = 1.0
         first = True
-        while not self._stop.is_set():
+        while not self._stop_event.is_set():
             try:
                 cap = _open(self.source)
             except SourceError as exc:
@@ -153,7 +156,7 @@ class LiveCapture(threading.Thread):
             ended_cleanly = self._read(cap)
             cap.release()
             self.connected = False
-            if self._stop.is_set():
+            if self._stop_event.is_set():
                 break
             if ended_cleanly and isinstance(self.source, FileSource) and self.source.loop:
                 backoff = 1.0
@@ -162,7 +165,7 @@ class LiveCapture(threading.Thread):
             if ended_cleanly and isinstance(self.source, FileSource):
                 log.info("camera %s: end of file", self.camera_id)
                 self.last_error = "end of file"
-                self._stop.wait(3600)
+                self._stop_event.wait(3600)
                 continue
             self._down("stream stopped delivering frames", backoff)
             backoff = min(backoff * 2, self.max_backoff_s)
@@ -172,7 +175,7 @@ class LiveCapture(threading.Thread):
         if reason != self.last_error:
             log.warning("camera %s: %s; retrying in %.0f s", self.camera_id, reason, backoff)
         self.last_error = reason
-        self._stop.wait(backoff)
+        self._stop_event.wait(backoff)
 
     def _read(self, cap: cv2.VideoCapture) -> bool:
         """Read until the source ends (True) or fails (False)."""
@@ -182,7 +185,7 @@ class LiveCapture(threading.Thread):
         period = 1.0 / self.source_fps
         next_due = time.monotonic()
         index = 0
-        while not self._stop.is_set():
+        while not self._stop_event.is_set():
             ok, image = cap.read()
             if not ok or image is None:
                 return isinstance(self.source, FileSource) and index > 0
@@ -193,7 +196,7 @@ class LiveCapture(threading.Thread):
                 next_due += period
                 delay = next_due - time.monotonic()
                 if delay > 0:
-                    self._stop.wait(delay)
+                    self._stop_event.wait(delay)
                 elif delay < -1.0:
                     next_due = time.monotonic()  # fell far behind (machine busy): do not burst
         return True

@@ -78,8 +78,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"{'line':6} {'direction':10} {'class':11} {'counted':>7} {'truth':>6}")
     for c in report["cells"]:
         print(f"{c['line']:6} {c['direction']:10} {c['class']:11} {c['counted']:7d} {c['truth']:6d}")
-    print(f"overall count accuracy: {report['overall_accuracy']:.3f} "
-          f"({report['counted_total']} counted, {report['truth_total']} true)")
+    print(
+        f"overall count accuracy: {report['overall_accuracy']:.3f} "
+        f"({report['counted_total']} counted, {report['truth_total']} true)"
+    )
     return 0
 
 
@@ -103,7 +105,9 @@ def register(sub: Any) -> None:
     p.add_argument("--camera", required=True)
     p.add_argument("--json", required=True, help="output file")
     p.add_argument("--model", default=None)
-    p.add_argument("--stride", type=int, default=None, help="analyse every n-th frame (default: from max_fps)")
+    p.add_argument(
+        "--stride", type=int, default=None, help="analyse every n-th frame (default: from max_fps)"
+    )
     p.set_defaults(handler=_cmd_replay)
 
     p = sub.add_parser("eval", help="measure counting accuracy against a label file")

@@ -38,8 +38,16 @@ def direction_names(points: list[tuple[float, float]]) -> Directions:
     # s > 0 is to the right-hand side of A->B; its normal in image coordinates is (-dy, dx).
     nx, ny = -(by - ay), bx - ax
     if abs(ny) >= abs(nx):
-        return Directions(positive="down", negative="up") if ny > 0 else Directions(positive="up", negative="down")
-    return Directions(positive="right", negative="left") if nx > 0 else Directions(positive="left", negative="right")
+        return (
+            Directions(positive="down", negative="up")
+            if ny > 0
+            else Directions(positive="up", negative="down")
+        )
+    return (
+        Directions(positive="right", negative="left")
+        if nx > 0
+        else Directions(positive="left", negative="right")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +70,22 @@ def load_labels(path: Path) -> dict[str, Any]:
     return data
 
 
-def evaluate(labels_path: Path, video: Path, model: str, stride: int = 1, conf: float = 0.1,
-             imgsz: int = 640) -> dict[str, Any]:
+def evaluate(
+    labels_path: Path, video: Path, model: str, stride: int = 1, conf: float = 0.1, imgsz: int = 640
+) -> dict[str, Any]:
     labels = load_labels(labels_path)
     lines = [
-        CountingLine(id=ln["id"], points=[tuple(p) for p in ln["points"]],
-                     directions=direction_names([tuple(p) for p in ln["points"]]))
+        CountingLine(
+            id=ln["id"],
+            points=[tuple(p) for p in ln["points"]],
+            directions=direction_names([tuple(p) for p in ln["points"]]),
+        )
         for ln in labels["lines"]
     ]
     camera = Camera(
-        id="eval", name="eval", location=LatLon(lat=0, lon=0),
+        id="eval",
+        name="eval",
+        location=LatLon(lat=0, lon=0),
         source=FileSource(path=str(video)),
         detector=DetectorSettings(model=model, classes=list(LABEL_CLASSES), conf=conf, imgsz=imgsz),
         lines=lines,
@@ -93,8 +107,7 @@ def evaluate(labels_path: Path, video: Path, model: str, stride: int = 1, conf: 
             for cls, n in by_cls.items():
                 truth[(line_id, direction, cls)] = int(n)
     cells = [
-        Cell(k[0], k[1], k[2], counted.get(k, 0), truth.get(k, 0))
-        for k in sorted(set(counted) | set(truth))
+        Cell(k[0], k[1], k[2], counted.get(k, 0), truth.get(k, 0)) for k in sorted(set(counted) | set(truth))
     ]
     total_truth = sum(c.truth for c in cells)
     error = sum(abs(c.counted - c.truth) for c in cells)

@@ -39,8 +39,11 @@ from edge.snapshot import annotate, snapshot
 
 log = logging.getLogger(__name__)
 
-_EVENTS = {Transition.START: IncidentEvent.START, Transition.UPDATE: IncidentEvent.UPDATE,
-           Transition.END: IncidentEvent.END}
+_EVENTS = {
+    Transition.START: IncidentEvent.START,
+    Transition.UPDATE: IncidentEvent.UPDATE,
+    Transition.END: IncidentEvent.END,
+}
 
 
 def _ts(t: float) -> datetime:
@@ -81,7 +84,7 @@ class CameraPipeline:
     def process(self, image: np.ndarray[Any, Any], captured_at: datetime, dets: Detections) -> list[Crossing]:
         """Analyse one frame with its tracked detections."""
         t = captured_at.timestamp()
-        current = self._roll(t)
+        current, flushed = self._roll(t)
         h, w = image.shape[:2]
         visible = self.tracks.update(dets, t, w, h)
         crossings: list[Crossing] = []
@@ -96,8 +99,11 @@ class CameraPipeline:
             for counter in self.lines:
                 crossings += counter.forget(ids)
         self._tally(current, crossings)
+        known = {**self.tracks.tracks, **{g.track_id: g for g in gone}}
         health: FrameHealth | None = self.tamper.observe(image, t) if self.tamper else None
-        changes = self.rules.step(FrameState(t, visible, inside, self.zones, crossings, health))
+        changes = self.rules.step(
+            FrameState(t, visible, inside, self.zones, flushed + crossings, health, known)
+        )
         self.health = {HealthFlag(c) for c in self.rules.active_conditions()}
         current.health |= self.health
         current.frames += 1
@@ -119,7 +125,7 @@ class CameraPipeline:
 
     def tick(self, now: datetime, health: set[HealthFlag] | None = None) -> None:
         """Advance time without a frame (stream down): closes bins so gaps show as empty, flagged bins."""
-        current = self._roll(now.timestamp())
+        current, _ = self._roll(now.timestamp())
         if health:
             current.health |= health
 
@@ -144,12 +150,13 @@ class CameraPipeline:
         return annotate(self.last_frame, self.camera, self.last_visible)
 
     # ----------------------------------------------------------------------------------------------
-    def _roll(self, t: float) -> _Bin:
+    def _roll(self, t: float) -> tuple[_Bin, list[Crossing]]:
+        """The bin for time ``t``; when a bin closes, its pending crossings are settled into it."""
         b = self._bin
         if b is not None and t < b.end:
-            return b
+            return b, []
+        pending: list[Crossing] = []
         if b is not None:
-            pending: list[Crossing] = []
             for counter in self.lines:
                 pending += counter.flush()
             self._tally(b, pending)
@@ -159,7 +166,7 @@ class CameraPipeline:
         # Bins skipped entirely (the process was not running) are not invented; while the process runs
         # without frames, tick() keeps bins flowing with frames=0 and the stream_down flag.
         self._bin = _Bin(start=start, end=aligned + self.bin_seconds)
-        return self._bin
+        return self._bin, pending
 
     def _emit_bin(self, b: _Bin) -> None:
         seconds = max(b.end - b.start, 1e-6)
@@ -184,17 +191,26 @@ class CameraPipeline:
         speeds = []
         for (line_id, direction, cls), values in sorted(b.speeds.items()):
             arr = np.array(values)
-            speeds.append(SpeedStat(line_id=line_id, direction=direction, cls=cls, n=len(values),
-                                    mean_kmh=round(float(arr.mean()), 1),
-                                    p85_kmh=round(float(np.percentile(arr, 85)), 1)))
+            speeds.append(
+                SpeedStat(
+                    line_id=line_id,
+                    direction=direction,
+                    cls=cls,
+                    n=len(values),
+                    mean_kmh=round(float(arr.mean()), 1),
+                    p85_kmh=round(float(np.percentile(arr, 85)), 1),
+                )
+            )
         self.emitter.emit(
             CountsMessage,
             "counts",
             _ts(b.end),
             bin_start=_ts(b.start),
             bin_end=_ts(b.end),
-            lines=[DirectionCount(line_id=k[0], direction=k[1], cls=k[2], count=v)
-                   for k, v in sorted(b.tally.counts.items())],
+            lines=[
+                DirectionCount(line_id=k[0], direction=k[1], cls=k[2], count=v)
+                for k, v in sorted(b.tally.counts.items())
+            ],
             zones=zones,
             speeds=speeds,
             frames=b.frames,
@@ -202,8 +218,9 @@ class CameraPipeline:
             health=sorted(health),
         )
 
-    def _incident(self, change: IncidentChange, image: np.ndarray[Any, Any] | None,
-                  visible: list[TrackState]) -> None:
+    def _incident(
+        self, change: IncidentChange, image: np.ndarray[Any, Any] | None, visible: list[TrackState]
+    ) -> None:
         ep = change.episode
         rule = change.rule
         fields: dict[str, Any] = {
@@ -221,7 +238,9 @@ class CameraPipeline:
             "details": dict(ep.details),
         }
         if ep.position is not None:
-            fields["image_position"] = Point(x=min(max(ep.position[0], 0.0), 1.0), y=min(max(ep.position[1], 0.0), 1.0))
+            fields["image_position"] = Point(
+                x=min(max(ep.position[0], 0.0), 1.0), y=min(max(ep.position[1], 0.0), 1.0)
+            )
         lat, lon = self.camera.location.lat, self.camera.location.lon
         if self.ground is not None and ep.position is not None:
             lat, lon = self.ground.to_latlon(*ep.position)
@@ -234,7 +253,9 @@ class CameraPipeline:
             self.incidents_started += 1
             if image is not None:
                 fields["snapshot"] = snapshot(annotate(image, self.camera, visible, set(ep.track_ids)))
-            log.info("camera %s: incident %s started (%s)", self.camera.id, change.type.value, fields["summary"])
+            log.info(
+                "camera %s: incident %s started (%s)", self.camera.id, change.type.value, fields["summary"]
+            )
         else:
             when = _ts(ep.last_true)
         self.emitter.emit(IncidentMessage, "incident", when, **fields)

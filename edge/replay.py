@@ -10,13 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from citywatch.site import Camera, DetectorSettings, SiteConfig
+from citywatch.site import Camera, DetectorSettings, FileSource, SiteConfig
 from contract.messages import Envelope
 from edge.capture import iter_file_frames, probe_fps
 from edge.detect import Detector, UltralyticsTracker
 from edge.emit import Emitter, MemorySink
 from edge.pipeline import CameraPipeline
-from citywatch.site import FileSource
 
 log = logging.getLogger(__name__)
 

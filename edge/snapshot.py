@@ -43,8 +43,16 @@ def annotate(
         hot = tr.track_id in highlight
         p0, p1 = (int(x0 * ow), int(y0 * oh)), (int(x1 * ow), int(y1 * oh))
         cv2.rectangle(out, p0, p1, RED if hot else GREY, 3 if hot else 1)
-        cv2.putText(out, f"{tr.cls} #{tr.track_id}", (p0[0], max(12, p0[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.45, RED if hot else GREY, 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            f"{tr.cls} #{tr.track_id}",
+            (p0[0], max(12, p0[1] - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            RED if hot else GREY,
+            1,
+            cv2.LINE_AA,
+        )
     return out
 
 

@@ -34,6 +34,7 @@ class FrameState:
     zones: dict[str, ZoneMonitor]
     crossings: list[Crossing]
     health: FrameHealth | None
+    tracks: dict[int, TrackState]  # every live track, visible or briefly lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,9 @@ def _centre(tracks: list[TrackState]) -> tuple[float, float] | None:
     return (sum(t.anchor[0] for t in tracks) / len(tracks), sum(t.anchor[1] for t in tracks) / len(tracks))
 
 
-def _obs(key: str, tracks: list[TrackState], value: float = 0.0, **details: float | int | str | bool) -> Observation:
+def _obs(
+    key: str, tracks: list[TrackState], value: float = 0.0, **details: float | int | str | bool
+) -> Observation:
     return Observation(
         key=key,
         track_ids=frozenset(t.track_id for t in tracks),
@@ -61,12 +64,12 @@ def _obs(key: str, tracks: list[TrackState], value: float = 0.0, **details: floa
     )
 
 
-def _observe(rule: Rule, fs: FrameState) -> list[Observation]:  # noqa: PLR0911 - one branch per rule type
+def _observe(rule: Rule, fs: FrameState) -> list[Observation]:
     if isinstance(rule, WrongWayRule):
         out = []
         for c in fs.crossings:
             if c.line_id == rule.line and c.direction != rule.expected and c.cls in rule.classes:
-                track = next((t for t in fs.visible if t.track_id == c.track_id), None)
+                track = fs.tracks.get(c.track_id)
                 out.append(_obs(f"track-{c.track_id}", [track] if track else [], direction=c.direction))
         # A wrong-way episode stays open while its track is still in view.
         return out
@@ -86,7 +89,9 @@ def _observe(rule: Rule, fs: FrameState) -> list[Observation]:  # noqa: PLR0911 
         vehicles = [t for t in fs.inside.get(rule.zone, []) if t.cls in rule.classes]
         motions = [m for m in (t.motion() for t in vehicles) if m is not None]
         if len(vehicles) >= rule.min_vehicles and motions and sum(motions) / len(motions) <= rule.max_motion:
-            return [_obs(rule.zone, vehicles, len(vehicles), mean_motion=round(sum(motions) / len(motions), 4))]
+            return [
+                _obs(rule.zone, vehicles, len(vehicles), mean_motion=round(sum(motions) / len(motions), 4))
+            ]
         return []
 
     if isinstance(rule, IntrusionRule):
@@ -139,9 +144,7 @@ class RuleEngine:
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
-        self._trackers = {
-            r.id: EpisodeTracker(_min_seconds(r), r.end_after_s, r.cooldown_s) for r in rules
-        }
+        self._trackers = {r.id: EpisodeTracker(_min_seconds(r), r.end_after_s, r.cooldown_s) for r in rules}
 
     def step(self, fs: FrameState) -> list[IncidentChange]:
         out = []

@@ -29,7 +29,9 @@ class GroundPlane:
             [((p.lon - self.lon0) * self._kx, (p.lat - self.lat0) * self._ky) for p in calibration.world],
             dtype=np.float64,
         )
-        self._h = cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32)).astype(np.float64)
+        self._h = cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32)).astype(
+            np.float64
+        )
 
     def to_metres(self, x: float, y: float) -> tuple[float, float]:
         v = self._h @ np.array([x, y, 1.0])

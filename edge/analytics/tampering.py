@@ -65,7 +65,9 @@ class TamperCheck:
         blurred = False
         moved = False
         if self._frames <= self.warmup:
-            self._sharp_base = sharpness if self._sharp_base is None else 0.8 * self._sharp_base + 0.2 * sharpness
+            self._sharp_base = (
+                sharpness if self._sharp_base is None else 0.8 * self._sharp_base + 0.2 * sharpness
+            )
             if self._frames == self.warmup:
                 self._edges_ref = edges
         elif not black and frozen_s == 0.0:

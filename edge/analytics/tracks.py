@@ -120,7 +120,9 @@ def rider_partners(dets: Detections) -> np.ndarray:
 class TrackStore:
     """Canonical tracks of one camera, updated once per analysed frame."""
 
-    def __init__(self, stitch_seconds: float = 1.0, stitch_distance: float = 0.06, expire_seconds: float = 5.0):
+    def __init__(
+        self, stitch_seconds: float = 1.0, stitch_distance: float = 0.06, expire_seconds: float = 5.0
+    ):
         self.stitch_seconds = stitch_seconds
         self.stitch_distance = stitch_distance
         self.expire_seconds = expire_seconds

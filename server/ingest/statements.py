@@ -6,7 +6,7 @@ from typing import LiteralString
 
 PROCESSED: LiteralString = """
 INSERT INTO processed_messages (msg_id, kind, camera_id)
-SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[])
+SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[])
 ON CONFLICT (msg_id) DO NOTHING
 RETURNING msg_id
 """
@@ -14,9 +14,9 @@ RETURNING msg_id
 BINS_ROWS: LiteralString = """
 WITH ins AS (
     INSERT INTO count_bins (camera_id, bin_start, bin_end, msg_id, seq, frames, fps, health_mask)
-    SELECT * FROM unnest(%(cam)s::text[], %(start)s::timestamptz[], %(end)s::timestamptz[],
-                         %(msg)s::uuid[], %(seq)s::bigint[], %(frames)s::int[], %(fps)s::real[],
-                         %(mask)s::int[])
+    SELECT * FROM unnest(%(cam)b::text[], %(start)b::timestamptz[], %(end)b::timestamptz[],
+                         %(msg)b::uuid[], %(seq)b::bigint[], %(frames)b::int[], %(fps)b::real[],
+                         %(mask)b::int[])
     ON CONFLICT (camera_id, bin_start) DO NOTHING
     RETURNING camera_id, bin_start, bin_end, frames, fps, health_mask
 )
@@ -39,9 +39,8 @@ BINS_ROLLUP_TEMPLATE: LiteralString = """
 COUNTS_ROWS: LiteralString = """
 WITH ins AS (
     INSERT INTO counts (camera_id, bin_start, line_id, direction, cls, count)
-    SELECT * FROM unnest(%(cam)s::text[], %(start)s::timestamptz[], %(line)s::text[], %(dir)s::text[],
-                         %(cls)s::text[], %(n)s::int[])
-    ON CONFLICT DO NOTHING
+    SELECT * FROM unnest(%(cam)b::text[], %(start)b::timestamptz[], %(line)b::text[], %(dir)b::text[],
+                         %(cls)b::text[], %(n)b::int[])
     RETURNING camera_id, bin_start, line_id, direction, cls, count
 )
 """
@@ -78,38 +77,38 @@ COUNTS_TIMESCALE: LiteralString = COUNTS_ROWS + "SELECT count(*) FROM ins"  # no
 
 ZONES: LiteralString = """
 INSERT INTO zone_occupancy (camera_id, bin_start, zone_id, cls, mean_count, max_count, entries, mean_dwell_s)
-SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::real[], %s::int[],
-                     %s::int[], %s::real[])
+SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::real[], %b::int[],
+                     %b::int[], %b::real[])
 ON CONFLICT DO NOTHING
 """
 SPEEDS: LiteralString = """
 INSERT INTO speeds (camera_id, bin_start, line_id, direction, cls, n, mean_kmh, p85_kmh)
-SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::int[],
-                     %s::real[], %s::real[])
+SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::int[],
+                     %b::real[], %b::real[])
 ON CONFLICT DO NOTHING
 """
 STATUS: LiteralString = """
 INSERT INTO camera_status (camera_id, ts, msg_id, edge_id, seq, state, reason, health)
 SELECT c, t, m, e, s, st, r, string_to_array(h, ',')
-FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[], %s::text[], %s::bigint[], %s::text[], %s::text[],
-            %s::text[]) AS u(c, t, m, e, s, st, r, h)
+FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[], %b::text[], %b::bigint[], %b::text[], %b::text[],
+            %b::text[]) AS u(c, t, m, e, s, st, r, h)
 """
 HEARTBEATS: LiteralString = """
 INSERT INTO heartbeats (camera_id, ts, msg_id, edge_id, seq, fps, source_fps, inference_ms, dropped_frames,
                         outbox_depth, uptime_s, reconnects, health, version)
 SELECT c, t, m, e, s, f, sf, im, df, ob, up, rc, string_to_array(h, ','), v
-FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[], %s::text[], %s::bigint[], %s::real[], %s::real[],
-            %s::real[], %s::bigint[], %s::int[], %s::float8[], %s::int[], %s::text[], %s::text[])
+FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[], %b::text[], %b::bigint[], %b::real[], %b::real[],
+            %b::real[], %b::bigint[], %b::int[], %b::float8[], %b::int[], %b::text[], %b::text[])
      AS u(c, t, m, e, s, f, sf, im, df, ob, up, rc, h, v)
 """
 DEAD: LiteralString = """
 INSERT INTO dead_letters (topic, reason, detail, camera_id, msg_id, payload_size, payload)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::bytea[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::bytea[])
 """
 LIVE_STATUS: LiteralString = """
 INSERT INTO camera_live AS l (camera_id, state, state_reason, state_health, state_at, last_seen_at)
 SELECT c, st, r, string_to_array(h, ','), t, t
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS u(c, st, r, h, t)
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[]) AS u(c, st, r, h, t)
 ON CONFLICT (camera_id) DO UPDATE SET
     state = excluded.state, state_reason = excluded.state_reason, state_health = excluded.state_health,
     state_at = excluded.state_at, last_seen_at = greatest(l.last_seen_at, excluded.last_seen_at)
@@ -117,7 +116,7 @@ WHERE l.state_at IS NULL OR excluded.state_at >= l.state_at
 """
 LIVE_SEEN: LiteralString = """
 INSERT INTO camera_live AS l (camera_id, last_seen_at, last_counts_bin, last_counts, last_heartbeat)
-SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::jsonb[], %s::jsonb[])
+SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::timestamptz[], %b::jsonb[], %b::jsonb[])
 ON CONFLICT (camera_id) DO UPDATE SET
     last_seen_at = greatest(l.last_seen_at, excluded.last_seen_at),
     last_counts_bin = CASE WHEN excluded.last_counts_bin >= coalesce(l.last_counts_bin, '-infinity')
@@ -154,7 +153,7 @@ INSERT INTO incident_events (msg_id, incident_id, camera_id, event, ts, severity
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
 """
 SEQ_LOCK: LiteralString = """
-INSERT INTO camera_seq (camera_id, max_seq) SELECT unnest(%s::text[]), -1 ON CONFLICT DO NOTHING
+INSERT INTO camera_seq (camera_id, max_seq) SELECT unnest(%b::text[]), -1 ON CONFLICT DO NOTHING
 """
 SEQ_SELECT: LiteralString = """
 SELECT camera_id, max_seq FROM camera_seq WHERE camera_id = ANY(%s) ORDER BY camera_id FOR UPDATE

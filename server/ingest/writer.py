@@ -139,17 +139,23 @@ class BatchWriter:
         # A second message for a bin already stored (re-sent with a new id) changes nothing.
         result.duplicates += len(counts) - len(inserted)
         stored = [m for m in bins if (m.camera_id, m.bin_start) in inserted]
-        lines = [(m, c) for m in stored for c in m.lines]
-        if lines:
+        cells: dict[tuple[str, datetime, str, str, str], int] = {}
+        for m in stored:
+            for c in m.lines:
+                # A cell repeated within one message is summed: counts has no unique index.
+                key = (m.camera_id, m.bin_start, c.line_id, c.direction, c.cls)
+                cells[key] = cells.get(key, 0) + c.count
+        if cells:
+            cam, start, line, direction, cls = (list(col) for col in zip(*cells, strict=True))
             conn.execute(
                 sql.COUNTS_PLAIN if plain else sql.COUNTS_TIMESCALE,
                 {
-                    "cam": [m.camera_id for m, _ in lines],
-                    "start": [m.bin_start for m, _ in lines],
-                    "line": [c.line_id for _, c in lines],
-                    "dir": [c.direction for _, c in lines],
-                    "cls": [c.cls for _, c in lines],
-                    "n": [c.count for _, c in lines],
+                    "cam": cam,
+                    "start": start,
+                    "line": line,
+                    "dir": direction,
+                    "cls": cls,
+                    "n": list(cells.values()),
                     "tz": self.timezone,
                 },
             )
@@ -309,14 +315,18 @@ class BatchWriter:
 
     def _live(self, conn: Conn, counts: list[CountsMessage], beats: list[HeartbeatMessage]) -> None:
         cams: dict[str, dict[str, Any]] = {}
-        for c in sorted(counts, key=lambda m: m.bin_start):
+        latest: dict[str, CountsMessage] = {}
+        for c in counts:
             entry = cams.setdefault(c.camera_id, {"seen": c.ts, "bin": None, "counts": None, "hb": None})
             entry["seen"] = max(entry["seen"], c.ts)
-            entry["bin"] = c.bin_start
+            if c.camera_id not in latest or c.bin_start > latest[c.camera_id].bin_start:
+                latest[c.camera_id] = c
+        for cam, c in latest.items():
             totals: Counter[str] = Counter()
             for line in c.lines:
                 totals[f"{line.line_id}/{line.direction}/{line.cls}"] += line.count
-            entry["counts"] = Jsonb(
+            cams[cam]["bin"] = c.bin_start
+            cams[cam]["counts"] = Jsonb(
                 {
                     "bin_start": c.bin_start.isoformat(),
                     "bin_end": c.bin_end.isoformat(),
