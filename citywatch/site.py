@@ -217,7 +217,7 @@ class TamperingRule(_Rule):
     black_level: float = Field(default=12.0, ge=0, le=255, description="Mean grey below this: black.")
     blur_threshold: float = Field(default=20.0, ge=0, description="Laplacian variance below this: blurred.")
     moved_threshold: float = Field(
-        default=0.45, gt=0, le=1, description="Edge-map similarity to the reference below this: moved."
+        default=0.35, gt=0, le=1, description="Edge-map similarity to the reference below this: moved."
     )
     min_seconds: float = Field(default=5.0, ge=0, description="A condition must last this long.")
 

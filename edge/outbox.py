@@ -98,6 +98,9 @@ class Outbox:
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
                 raise OutboxError(f"outbox write failed: {exc}") from exc
+            except BaseException:
+                self._db.execute("ROLLBACK")  # a message that cannot be built takes no sequence number
+                raise
             self.written += 1
 
     def last_seq(self, camera_id: str) -> int:

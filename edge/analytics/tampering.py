@@ -72,7 +72,7 @@ class TamperCheck:
                 self._edges_ref = edges
         elif not black and frozen_s == 0.0:
             base = self._sharp_base or sharpness
-            blurred = sharpness < self.rule.blur_threshold or sharpness < 0.25 * base
+            blurred = sharpness < self.rule.blur_threshold or sharpness < 0.4 * base
             moved = self._edges_ref is not None and similarity < self.rule.moved_threshold
             if not blurred and not moved:
                 # Slow refresh: lighting changes over the day are not tampering.

@@ -1,0 +1,155 @@
+"""The camera pipeline end to end with scripted detections: bins, incidents, snapshots, speed, zones."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import cv2
+import numpy as np
+import pytest
+
+from citywatch.site import (
+    Calibration,
+    Camera,
+    CountingLine,
+    Directions,
+    FileSource,
+    IntrusionRule,
+    LatLon,
+    TamperingRule,
+    WrongWayRule,
+    Zone,
+)
+from contract import CountsMessage, HealthFlag, IncidentEvent, IncidentMessage, IncidentType
+from edge.emit import Emitter, MemorySink
+from edge.pipeline import CameraPipeline
+from tests.edge.scripted import T0, ScriptedDetector, at, image
+
+LINE = CountingLine(
+    id="L1", points=[(0.0, 0.5), (1.0, 0.5)], directions=Directions(positive="south", negative="north")
+)
+ZONE = Zone(id="z", kind="restricted", polygon=[(0.6, 0.6), (0.9, 0.6), (0.9, 0.9), (0.6, 0.9)])
+
+
+def camera(**over: object) -> Camera:
+    fields: dict[str, object] = dict(
+        id="cam",
+        name="Cam",
+        location=LatLon(lat=13.77, lon=109.22),
+        source=FileSource(path="x.mp4"),
+        lines=[LINE],
+        zones=[ZONE],
+    )
+    fields.update(over)
+    return Camera.model_validate(fields)
+
+
+def run(
+    cam: Camera,
+    frames: list[list[tuple[int, str, float, float]]],
+    images: list[np.ndarray] | None = None,
+    bin_seconds: int = 10,
+    fps: float = 10.0,
+) -> list[object]:
+    sink = MemorySink()
+    pipe = CameraPipeline(
+        cam, bin_seconds, Emitter("site", "edge", cam.id, "citywatch", sink), target_fps=fps
+    )
+    det = ScriptedDetector(frames)
+    for i in range(len(frames)):
+        img = images[i] if images else image()
+        pipe.process(img, at(i, fps), det.track(img))
+    pipe.close(at(len(frames), fps))
+    return [m for _, m in sink.messages]
+
+
+def test_counts_per_bin_with_true_boundaries_and_gap_free_seq() -> None:
+    # A car crosses southbound in the first bin, a motorcycle northbound in the second.
+    car = [[(1, "car", 0.3, y)] for y in np.linspace(0.2, 0.8, 20)]
+    moto = [[(2, "motorcycle", 0.6, y)] for y in np.linspace(0.8, 0.2, 20)]
+    idle: list[list[tuple[int, str, float, float]]] = [[] for _ in range(70)]
+    msgs = run(camera(zones=[]), car + idle + moto + [[]] * 30)
+    counts = [m for m in msgs if isinstance(m, CountsMessage)]
+    assert [m.seq for m in msgs] == list(range(1, len(msgs) + 1))
+    assert counts[0].bin_start == T0 and counts[0].bin_end == T0 + timedelta(seconds=10)
+    assert counts[1].bin_start == T0 + timedelta(seconds=10)
+    assert counts[-1].bin_end == at(140)  # the last bin ends when the camera stopped
+    got = [(c.line_id, c.direction, c.cls, c.count) for m in counts for c in m.lines]
+    assert got == [("L1", "south", "car", 1), ("L1", "north", "motorcycle", 1)]
+    assert all(m.frames > 0 for m in counts)
+    assert all(not m.speeds for m in counts)  # no calibration, no speed
+
+
+def test_intrusion_raises_one_incident_with_a_snapshot() -> None:
+    walk = [[(5, "person", x, 0.75)] for x in np.linspace(0.3, 0.8, 60)] + [[]] * 60
+    cam = camera(rules=[IntrusionRule(id="in", zone="z", min_seconds=1.0, end_after_s=2.0)])
+    incidents = [m for m in run(cam, walk) if isinstance(m, IncidentMessage)]
+    assert [i.event for i in incidents] == [IncidentEvent.START, IncidentEvent.END]
+    start, end = incidents
+    assert start.type is IncidentType.INTRUSION and start.zone_id == "z" and start.track_ids == [5]
+    assert (
+        start.incident_id == end.incident_id and end.ended_at is not None and end.ended_at > start.started_at
+    )
+    assert start.snapshot is not None and end.snapshot is None
+    jpeg = base64.b64decode(start.snapshot.data_b64)
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape[:2] == (start.snapshot.height, start.snapshot.width)
+    assert (img[..., 2] > 200).any()  # the intruder's box is drawn in red
+    assert start.latitude == pytest.approx(13.77)
+
+
+def test_wrong_way_once_per_offender() -> None:
+    ok = [[(1, "motorcycle", 0.3, y)] for y in np.linspace(0.8, 0.2, 20)]
+    bad = [[(2, "motorcycle", 0.7, y)] for y in np.linspace(0.2, 0.8, 20)]
+    cam = camera(zones=[], rules=[WrongWayRule(id="ww", line="L1", expected="north", end_after_s=1.0)])
+    incidents = [m for m in run(cam, ok + bad + [[]] * 30) if isinstance(m, IncidentMessage)]
+    assert [(i.event, i.track_ids) for i in incidents] == [
+        (IncidentEvent.START, [2]),
+        (IncidentEvent.END, [2]),
+    ]
+    assert incidents[0].details["direction"] == "south"
+
+
+def test_black_camera_is_tampering_and_flags_the_bin() -> None:
+    rule = TamperingRule(id="t", min_seconds=2.0, end_after_s=1.0)
+    images = [
+        image(90) + np.random.default_rng(i).integers(0, 60, image().shape, dtype=np.uint8) for i in range(20)
+    ]
+    images += [image(0)] * 40 + images[:20]
+    msgs = run(camera(zones=[], rules=[rule]), [[]] * 80, images=images)
+    incidents = [m for m in msgs if isinstance(m, IncidentMessage)]
+    assert [(i.event, i.details.get("condition")) for i in incidents] == [
+        (IncidentEvent.START, "black"),
+        (IncidentEvent.END, "black"),
+    ]
+    flags = {f for m in msgs if isinstance(m, CountsMessage) for f in m.health}
+    assert HealthFlag.BLACK in flags
+
+
+def test_calibrated_camera_reports_speed() -> None:
+    # 0.1 image units = 10 m along the road; a car moving 0.02/frame at 10 fps = 20 m/s = 72 km/h.
+    cal = Calibration(
+        image=[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)],
+        world=[
+            LatLon(lat=13.7709, lon=109.22),
+            LatLon(lat=13.7709, lon=109.220925),
+            LatLon(lat=13.77, lon=109.220925),
+            LatLon(lat=13.77, lon=109.22),
+        ],
+    )
+    car = [[(1, "car", 0.5, y)] for y in np.arange(0.1, 0.95, 0.02)]
+    msgs = run(camera(zones=[], calibration=cal), car + [[]] * 20)
+    speeds = [s for m in msgs if isinstance(m, CountsMessage) for s in m.speeds]
+    assert len(speeds) == 1
+    assert speeds[0].mean_kmh == pytest.approx(72, rel=0.05)
+
+
+def test_zone_occupancy_and_dwell() -> None:
+    stay = [[(7, "car", 0.75, 0.75)] for _ in range(50)] + [[(7, "car", 0.3, 0.3)]] * 5
+    msgs = run(camera(lines=[]), stay, bin_seconds=60)
+    zones = [z for m in msgs if isinstance(m, CountsMessage) for z in m.zones]
+    assert len(zones) == 1
+    z = zones[0]
+    assert (z.zone_id, z.cls, z.max_count, z.entries) == ("z", "car", 1, 1)
+    assert z.mean_dwell_s == pytest.approx(5.0, abs=0.2)
