@@ -10,7 +10,7 @@ import pytest
 from citywatch.site import CountingLine, Directions
 from edge.analytics.lines import LineCounter
 from edge.analytics.tracks import TrackStore
-from tests.edge.scripted import H, W, Obj, dets
+from tests.edge.scripted import H, Obj, W, dets
 
 LINE = CountingLine(
     id="L1", points=[(0.0, 0.5), (1.0, 0.5)], directions=Directions(positive="down", negative="up")

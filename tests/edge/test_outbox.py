@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
+
 from contract import HeartbeatMessage, parse_message
 from contract.messages import Envelope
 from edge.emit import Emitter
@@ -97,10 +99,8 @@ def test_a_failing_build_stores_nothing_and_wastes_no_sequence_number(tmp_path: 
     def broken(seq: int) -> Envelope:
         raise ValueError("bad")
 
-    try:
+    with pytest.raises(ValueError, match="bad"):
         box.put("cam", "citywatch/v1/s/cam/counts", broken)
-    except ValueError:
-        pass
     em = Emitter("s", "e", "cam", "citywatch", box)
     counts(em)
     assert [parse_message(r.payload).seq for r in box.peek("cam", 0, 10)] == [1]

@@ -94,6 +94,7 @@ def test_intrusion_raises_one_incident_with_a_snapshot() -> None:
     assert start.snapshot is not None and end.snapshot is None
     jpeg = base64.b64decode(start.snapshot.data_b64)
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
     assert img.shape[:2] == (start.snapshot.height, start.snapshot.width)
     assert (img[..., 2] > 200).any()  # the intruder's box is drawn in red
     assert start.latitude == pytest.approx(13.77)
