@@ -22,6 +22,7 @@ from citywatch.site import (
     Zone,
 )
 from contract import CountsMessage, HealthFlag, IncidentEvent, IncidentMessage, IncidentType
+from contract.messages import Envelope
 from edge.emit import Emitter, MemorySink
 from edge.pipeline import CameraPipeline
 from tests.edge.scripted import T0, ScriptedDetector, at, image
@@ -51,7 +52,7 @@ def run(
     images: list[np.ndarray] | None = None,
     bin_seconds: int = 10,
     fps: float = 10.0,
-) -> list[object]:
+) -> list[Envelope]:
     sink = MemorySink()
     pipe = CameraPipeline(
         cam, bin_seconds, Emitter("site", "edge", cam.id, "citywatch", sink), target_fps=fps
