@@ -425,7 +425,7 @@ def parse_site(text: str, source: str = "<string>", env: Mapping[str, str] | Non
 
 
 def load_site(path: str | Path, env: Mapping[str, str] | None = None) -> SiteConfig:
-    """Load a site config file; relative video paths are resolved against the file's folder."""
+    """Load a site config file; relative video and model paths are resolved against the file's folder."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -434,11 +434,13 @@ def load_site(path: str | Path, env: Mapping[str, str] | None = None) -> SiteCon
     cfg = parse_site(text, str(file), env)
     cameras = []
     for cam in cfg.cameras:
+        update: dict[str, Any] = {}
         if isinstance(cam.source, FileSource) and not Path(cam.source.path).is_absolute():
             resolved = str((file.parent / cam.source.path).resolve())
-            cameras.append(
-                cam.model_copy(update={"source": cam.source.model_copy(update={"path": resolved})})
-            )
-        else:
-            cameras.append(cam)
+            update["source"] = cam.source.model_copy(update={"path": resolved})
+        model = cam.detector.model
+        if "/" in model and not Path(model).is_absolute():
+            # A relative model path is relative to the config file; a bare name is an Ultralytics name.
+            update["detector"] = cam.detector.model_copy(update={"model": str((file.parent / model).resolve())})
+        cameras.append(cam.model_copy(update=update) if update else cam)
     return cfg.model_copy(update={"cameras": cameras})

@@ -46,10 +46,52 @@ def check_model_reference(model: str) -> None:
         raise ModelError(f"model path {model!r} does not exist")
 
 
-class UltralyticsTracker:
-    """YOLO detection + ByteTrack/BoT-SORT through ``YOLO.track(persist=True)``."""
+def _proximity_cost(tracks: list[Any], detections: list[Any], reach: float = 1.2) -> np.ndarray[Any, Any]:
+    """0 when a detection's centre is on the track's, 1 at ``reach`` box diagonals away (or further)."""
+    t = np.array([tr.xywh for tr in tracks], dtype=np.float64).reshape(-1, 4)
+    d = np.array([de.xywh for de in detections], dtype=np.float64).reshape(-1, 4)
+    diag = np.hypot(t[:, 2], t[:, 3])[:, None]
+    dist = np.hypot(t[:, None, 0] - d[None, :, 0], t[:, None, 1] - d[None, :, 1])
+    size = np.minimum(t[:, None, 3], d[None, :, 3]) / np.maximum(t[:, None, 3], d[None, :, 3])
+    cost = np.clip(dist / (reach * np.maximum(diag, 1e-6)), 0.0, 1.0)
+    return np.where(size > 0.5, cost, 1.0)  # a box half or twice the size is another object
 
-    def __init__(self, settings: DetectorSettings, frame_rate: float = 30.0) -> None:
+
+def make_tracker(kind: str) -> Any:
+    """A ByteTrack (or BoT-SORT) instance whose association also accepts nearby boxes.
+
+    Plain ByteTrack associates by IoU only. At the frame rates an edge box really achieves (5-10 fps),
+    a motorbike moves its own length between frames, IoU is zero, new tracks are never confirmed and
+    the object is never reported. Taking the better of IoU and centre proximity (scaled by the box
+    size) keeps such tracks; Kalman prediction still does the work once a track has a velocity.
+    """
+    from ultralytics.trackers.utils import matching  # noqa: PLC0415
+    from ultralytics.trackers.bot_sort import BOTSORT  # noqa: PLC0415
+    from ultralytics.trackers.byte_tracker import BYTETracker  # noqa: PLC0415
+    from ultralytics.utils import YAML, IterableSimpleNamespace  # noqa: PLC0415
+    from ultralytics.utils.checks import check_yaml  # noqa: PLC0415
+
+    cfg = IterableSimpleNamespace(**YAML.load(check_yaml(f"{kind}.yaml")))
+    if kind == "botsort":
+        cfg.with_reid = False
+        return BOTSORT(args=cfg)
+
+    class ProximityByteTracker(BYTETracker):  # type: ignore[misc]
+        def get_dists(self, tracks: list[Any], detections: list[Any]) -> Any:
+            dists = matching.iou_distance(tracks, detections)
+            if len(tracks) and len(detections):
+                dists = np.minimum(dists, _proximity_cost(tracks, detections))
+            if self.args.fuse_score:
+                dists = matching.fuse_score(dists, detections)
+            return dists
+
+    return ProximityByteTracker(args=cfg)
+
+
+class UltralyticsTracker:
+    """YOLO detection (Ultralytics) + ByteTrack/BoT-SORT, one tracker per camera."""
+
+    def __init__(self, settings: DetectorSettings) -> None:
         offline_defaults()
         check_model_reference(settings.model)
         from ultralytics import YOLO  # noqa: PLC0415  (heavy; only where a detector is built)
@@ -66,42 +108,41 @@ class UltralyticsTracker:
             raise ModelError(f"classes {sorted(unknown)} are not in model {settings.model!r}")
         self._classes = sorted(i for i, n in names.items() if n in wanted)
         self._settings = settings
-        self._tracker_cfg = f"{settings.tracker}.yaml"
-        self._frame_rate = frame_rate
+        self._tracker = make_tracker(settings.tracker)
 
     def track(self, image: np.ndarray[Any, Any]) -> Detections:
-        results = self._model.track(
+        result = self._predict(image)
+        boxes = result.boxes.cpu().numpy()
+        tracks = self._tracker.update(boxes, image)
+        if len(tracks) == 0:
+            return Detections.empty(self.class_names)
+        # rows: x1, y1, x2, y2, track id, score, class, detection index
+        return Detections(
+            xyxy=tracks[:, :4].astype(np.float64),
+            confidence=tracks[:, 5].astype(np.float64),
+            class_id=tracks[:, 6].astype(np.int64),
+            tracker_id=tracks[:, 4].astype(np.int64),
+            class_names=self.class_names,
+        )
+
+    def _predict(self, image: np.ndarray[Any, Any]) -> Any:
+        return self._model.predict(
             image,
-            persist=True,
             imgsz=self._settings.imgsz,
             conf=self._settings.conf,
             iou=self._settings.iou,
             classes=self._classes,
-            tracker=self._tracker_cfg,
             device=self._settings.device,
             verbose=False,
-        )
-        return self._to_detections(results[0])
+        )[0]
 
     def predict(self, image: np.ndarray[Any, Any]) -> Detections:
         """Detection only (no tracker), for benchmarks."""
-        results = self._model.predict(
-            image,
-            imgsz=self._settings.imgsz,
-            conf=self._settings.conf,
-            iou=self._settings.iou,
-            classes=self._classes,
-            device=self._settings.device,
-            verbose=False,
-        )
-        return self._to_detections(results[0])
+        return self._to_detections(self._predict(image))
 
     def reset(self) -> None:
         """Forget tracks (after a stream reconnect or a file loop)."""
-        predictor = getattr(self._model, "predictor", None)
-        trackers = getattr(predictor, "trackers", None) if predictor is not None else None
-        for tracker in trackers or []:
-            tracker.reset()
+        self._tracker = make_tracker(self._settings.tracker)
 
     def _to_detections(self, result: Any) -> Detections:
         boxes = result.boxes

@@ -48,7 +48,7 @@ def replay(
     start = start or datetime.now(UTC)
     fps = probe_fps(FileSource(path=video))
     step = stride or stride_for(fps, camera.detector.max_fps)
-    det = detector or UltralyticsTracker(camera.detector, frame_rate=fps / step)
+    det = detector or UltralyticsTracker(camera.detector)
     sink = MemorySink()
     emitter = Emitter(site.site.id, edge_id, camera.id, site.mqtt_prefix, sink)
     pipe = CameraPipeline(camera, site.site.bin_seconds, emitter, target_fps=fps / step)

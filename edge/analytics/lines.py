@@ -6,9 +6,10 @@ the two confident positions passes through the drawn line. So jitter on the line
 stop line and large jumps between skipped frames all count exactly once, and a path that passes beside
 the end of a short line does not count.
 
-The class of a crossing is settled a few frames later (``settle_frames``), when the track's class vote
-has more evidence (a van seen as a truck for two frames is still a car), or when the track is lost or
-the count bin closes, whichever comes first. A rider and their two-wheeler are one object.
+A crossing is settled a few frames later (``settle_frames``), or when the track is lost or the count
+bin closes, whichever comes first: by then the track's class vote has more evidence (a van seen as a
+truck for two frames is still a car), and a box that jumped across the line and back (a momentary
+mix-up of two tracks) is not a crossing. A rider and their two-wheeler are one object.
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ class LineCounter:
         pend = st.pending
         assert pend is not None
         st.pending = None
+        if st.side != (1 if pend.positive else -1):
+            return []  # it went back: a box that jumped across the line for a moment, not a crossing
         cls = st.track.count_class
         if self.classes is not None and cls not in self.classes:
             return []

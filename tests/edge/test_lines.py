@@ -131,3 +131,8 @@ def test_frame_rate_does_not_change_the_count() -> None:
     full = run(frames)
     skipped = run(frames[::5], fps=2.0)
     assert full == skipped == [("down", "car"), ("up", "car")]
+
+
+def test_a_momentary_jump_across_the_line_is_not_a_crossing() -> None:
+    ys = [0.3, 0.35, 0.4, 0.7, 0.41, 0.42, 0.43, 0.42, 0.41, 0.4, 0.39, 0.38, 0.37, 0.36, 0.35]
+    assert run(path(1, "car", 0.5, ys)) == []
