@@ -441,6 +441,8 @@ def load_site(path: str | Path, env: Mapping[str, str] | None = None) -> SiteCon
         model = cam.detector.model
         if "/" in model and not Path(model).is_absolute():
             # A relative model path is relative to the config file; a bare name is an Ultralytics name.
-            update["detector"] = cam.detector.model_copy(update={"model": str((file.parent / model).resolve())})
+            update["detector"] = cam.detector.model_copy(
+                update={"model": str((file.parent / model).resolve())}
+            )
         cameras.append(cam.model_copy(update=update) if update else cam)
     return cfg.model_copy(update={"cameras": cameras})

@@ -35,17 +35,19 @@ class Collector:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{prefix}", clean_session=False)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"collector-{prefix}", clean_session=False
+        )
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{prefix}/#", qos=1)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 1)
+        self.client.reconnect_delay_set(1, 2)
         self.client.connect_async("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def snapshot(self) -> list[tuple[str, bytes, bool]]:
         with self.lock:
@@ -92,7 +94,9 @@ cameras:
     source: {{kind: file, path: "{video}", loop: true}}
     detector: {{model: "{model}", max_fps: 6}}
     lines:
-      - {{id: L1, points: [[0.0, 0.6], [1.0, 0.6]], directions: {{positive: southbound, negative: northbound}}}}
+      - id: L1
+        points: [[0.0, 0.6], [1.0, 0.6]]
+        directions: {{positive: southbound, negative: northbound}}
     rules: [{{id: tamper, type: tampering}}]
 """,
         encoding="utf-8",
@@ -101,13 +105,30 @@ cameras:
     env = dict(os.environ, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}", CITYWATCH_HEARTBEAT_S="1")
     log = (tmp_path / "edge.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "citywatch.cli", "edge", "run", "--site", str(site), "--edge-id", "it-edge",
-         "--outbox", str(tmp_path / "outbox"), "--metrics-port", str(metrics_port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "citywatch.cli",
+            "edge",
+            "run",
+            "--site",
+            str(site),
+            "--edge-id",
+            "it-edge",
+            "--outbox",
+            str(tmp_path / "outbox"),
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         # Broker down: the worker runs and buffers on disk.
-        assert _wait(lambda: _try_metric(metrics_port, "citywatch_edge_outbox_depth") >= 3, 60), _tail(tmp_path)
+        assert _wait(lambda: _try_metric(metrics_port, "citywatch_edge_outbox_depth") >= 3, 60), _tail(
+            tmp_path
+        )
         assert _try_metric(metrics_port, "citywatch_edge_frames_analysed_total") > 0
         broker.start()
         assert _wait(lambda: len(collector.snapshot()) >= 5, 30), _tail(tmp_path)
@@ -126,9 +147,7 @@ cameras:
     assert left == 0, "everything was acknowledged before the worker stopped"
 
     def received_seqs() -> set[int]:
-        return {
-            parse_message(p).seq for t, p, _ in collector.snapshot() if not t.endswith("/status")
-        }
+        return {parse_message(p).seq for t, p, _ in collector.snapshot() if not t.endswith("/status")}
 
     assert _wait(lambda: received_seqs() >= set(range(1, produced + 1)), 20)
     collector.close()
@@ -185,12 +204,29 @@ cameras:
     env = dict(os.environ, MQTT_URL="mqtt://127.0.0.1:1")  # no broker either: it buffers
     log = (tmp_path / "edge.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "citywatch.cli", "edge", "run", "--site", str(site), "--edge-id", "it2",
-         "--outbox", str(tmp_path / "outbox"), "--metrics-port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "citywatch.cli",
+            "edge",
+            "run",
+            "--site",
+            str(site),
+            "--edge-id",
+            "it2",
+            "--outbox",
+            str(tmp_path / "outbox"),
+            "--metrics-port",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
-        assert _wait(lambda: _try_metric(port, "citywatch_edge_frames_analysed_total") > 5, 60), _tail(tmp_path)
+        assert _wait(lambda: _try_metric(port, "citywatch_edge_frames_analysed_total") > 5, 60), _tail(
+            tmp_path
+        )
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert info.value.code == 503
