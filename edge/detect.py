@@ -65,9 +65,9 @@ def make_tracker(kind: str) -> Any:
     the object is never reported. Taking the better of IoU and centre proximity (scaled by the box
     size) keeps such tracks; Kalman prediction still does the work once a track has a velocity.
     """
-    from ultralytics.trackers.utils import matching  # noqa: PLC0415
     from ultralytics.trackers.bot_sort import BOTSORT  # noqa: PLC0415
     from ultralytics.trackers.byte_tracker import BYTETracker  # noqa: PLC0415
+    from ultralytics.trackers.utils import matching  # noqa: PLC0415
     from ultralytics.utils import YAML, IterableSimpleNamespace  # noqa: PLC0415
     from ultralytics.utils.checks import check_yaml  # noqa: PLC0415
 
@@ -96,6 +96,9 @@ class UltralyticsTracker:
         check_model_reference(settings.model)
         from ultralytics import YOLO  # noqa: PLC0415  (heavy; only where a detector is built)
 
+        # Ultralytics resets its logger to INFO on stdout at import; keep stdout for our own output.
+        logging.getLogger("ultralytics").setLevel(max(logging.WARNING, logging.getLogger().level))
+
         try:
             self._model = YOLO(settings.model, task="detect")
         except Exception as exc:  # Ultralytics raises many types for unreadable weights
@@ -111,7 +114,14 @@ class UltralyticsTracker:
         self._tracker = make_tracker(settings.tracker)
 
     def track(self, image: np.ndarray[Any, Any]) -> Detections:
-        result = self._predict(image)
+        return self.update_tracks(self.detect_raw(image), image)
+
+    def detect_raw(self, image: np.ndarray[Any, Any]) -> Any:
+        """The model's raw result for one frame (the detection stage alone)."""
+        return self._predict(image)
+
+    def update_tracks(self, result: Any, image: np.ndarray[Any, Any]) -> Detections:
+        """Feed one frame's raw detections to this camera's tracker (the tracking stage alone)."""
         boxes = result.boxes.cpu().numpy()
         tracks = self._tracker.update(boxes, image)
         if len(tracks) == 0:
