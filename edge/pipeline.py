@@ -79,6 +79,7 @@ class CameraPipeline:
         self.last_frame: np.ndarray[Any, Any] | None = None
         self.last_visible: list[TrackState] = []
         self.health: set[HealthFlag] = set()
+        self._tamper_at = -1e18
 
     # ----------------------------------------------------------------------------------------------
     def process(self, image: np.ndarray[Any, Any], captured_at: datetime, dets: Detections) -> list[Crossing]:
@@ -100,7 +101,11 @@ class CameraPipeline:
                 crossings += counter.forget(ids)
         self._tally(current, crossings)
         known = {**self.tracks.tracks, **{g.track_id: g for g in gone}}
-        health: FrameHealth | None = self.tamper.observe(image, t) if self.tamper else None
+        health: FrameHealth | None = None
+        if self.tamper is not None and t - self._tamper_at >= 0.5:
+            # Tampering lasts seconds: two looks a second are enough and keep the per-frame cost low.
+            self._tamper_at = t
+            health = self.tamper.observe(image, t)
         changes = self.rules.step(
             FrameState(t, visible, inside, self.zones, flushed + crossings, health, known)
         )
