@@ -24,17 +24,40 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def _from_manifest(path: Path) -> Path | None:
+    """Where ../shared is absent (a user's machine): the same clip or model from the public sources
+    named in the manifests, downloaded once into .cache/assets when the network allows."""
+    from citywatch.assets import AssetError, fetch, read_manifest
+
+    kind = "models" if path.parent.name.endswith("_model") or path.name.endswith("_model") else "videos"
+    dest = ROOT / ".cache" / "assets" / kind
+    name = (
+        path.name if kind == "videos" else (path.name if path.name.endswith("_model") else path.parent.name)
+    )
+    wanted = [a for a in read_manifest(kind) if a.path == name or a.path.startswith(name + "/")]
+    if not wanted:
+        return None
+    try:
+        fetch(wanted, dest, timeout=20)
+    except AssetError:
+        return None
+    return dest / name
+
+
 def need_shared(path: Path) -> Path:
-    """Skip (never in CI) when a ../shared file is absent, saying where to get it."""
-    if not path.exists():
-        reason = (
-            f"{path} is absent: set CITYWATCH_SHARED, or run `citywatch assets fetch videos` / "
-            "`citywatch assets fetch models` and point CITYWATCH_SHARED at the result"
-        )
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    """The ../shared file, or its public copy from the manifests; else skip (never in CI) saying why."""
+    if path.exists():
+        return path
+    fetched = _from_manifest(path)
+    if fetched is not None and fetched.exists():
+        return fetched
+    reason = (
+        f"{path} is absent and could not be downloaded from the manifests: set CITYWATCH_SHARED, or run "
+        "`citywatch assets fetch videos` / `citywatch assets fetch models` where the network allows"
+    )
+    if in_ci():
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture

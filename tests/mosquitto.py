@@ -35,7 +35,7 @@ def wait_port(port: int, up: bool = True, timeout: float = 10.0) -> None:
 
 
 class Broker:
-    def __init__(self, workdir: Path, extra_conf: str = "") -> None:
+    def __init__(self, workdir: Path, extra_conf: str = "", *, allow_anonymous: bool = True) -> None:
         if not Path(MOSQUITTO).exists():
             pytest.skip("mosquitto is not installed (scripts/bootstrap.sh installs it)")
         self.port = free_port()
@@ -43,7 +43,8 @@ class Broker:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous {str(allow_anonymous).lower()}\n"
+            f"persistence true\n"
             f"persistence_location {self.dir}/\nautosave_interval 1\nmax_queued_messages 100000\n"
             f"max_inflight_messages 100\n{extra_conf}\n",
             encoding="utf-8",

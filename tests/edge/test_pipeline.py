@@ -12,11 +12,15 @@ import pytest
 from citywatch.site import (
     Calibration,
     Camera,
+    CongestionRule,
     CountingLine,
+    CrowdingRule,
     Directions,
     FileSource,
     IntrusionRule,
     LatLon,
+    LoiteringRule,
+    StoppedVehicleRule,
     TamperingRule,
     WrongWayRule,
     Zone,
@@ -155,3 +159,71 @@ def test_zone_occupancy_and_dwell() -> None:
     z = zones[0]
     assert (z.zone_id, z.cls, z.max_count, z.entries) == ("z", "car", 1, 1)
     assert z.mean_dwell_s == pytest.approx(5.0, abs=0.2)
+
+
+ROAD = Zone(id="road", kind="carriageway", polygon=[(0.0, 0.3), (1.0, 0.3), (1.0, 1.0), (0.0, 1.0)])
+
+
+@pytest.mark.parametrize(
+    ("rule", "frames", "kind", "tracks"),
+    [
+        pytest.param(
+            StoppedVehicleRule(id="r", zone="road", min_seconds=3.0, end_after_s=1.0),
+            [[(1, "car", 0.5, 0.6)]] * 60 + [[]] * 20,
+            IncidentType.STOPPED_VEHICLE,
+            [1],
+            id="stopped-vehicle",
+        ),
+        pytest.param(
+            CongestionRule(id="r", zone="road", min_vehicles=3, min_seconds=2.0, end_after_s=1.0),
+            [[(i, "car", 0.2 + 0.2 * i + 0.001 * f, 0.7) for i in range(1, 4)] for f in range(40)]
+            + [[]] * 20,
+            IncidentType.CONGESTION,
+            [1, 2, 3],
+            id="congestion",
+        ),
+        pytest.param(
+            CrowdingRule(id="r", zone="road", min_people=4, min_seconds=1.0, end_after_s=1.0),
+            [[(i, "person", 0.1 + 0.2 * i, 0.8) for i in range(1, 5)]] * 30 + [[]] * 20,
+            IncidentType.CROWDING,
+            [1, 2, 3, 4],
+            id="crowding",
+        ),
+        pytest.param(
+            LoiteringRule(id="r", zone="road", min_seconds=4.0, end_after_s=1.0),
+            [[(9, "person", 0.5 + 0.002 * (f % 5), 0.8)] for f in range(70)] + [[]] * 20,
+            IncidentType.LOITERING,
+            [9],
+            id="loitering",
+        ),
+    ],
+)
+def test_zone_rules_raise_one_incident(
+    rule: StoppedVehicleRule | CongestionRule | CrowdingRule | LoiteringRule,
+    frames: list[list[tuple[int, str, float, float]]],
+    kind: IncidentType,
+    tracks: list[int],
+) -> None:
+    msgs = run(camera(lines=[], zones=[ROAD], rules=[rule]), frames)
+    incidents = [m for m in msgs if isinstance(m, IncidentMessage)]
+    assert [i.event for i in incidents if i.event is not IncidentEvent.UPDATE] == [
+        IncidentEvent.START,
+        IncidentEvent.END,
+    ]
+    assert all(i.type is kind for i in incidents)
+    assert incidents[-1].track_ids == tracks
+
+
+def test_a_moving_car_is_not_stopped_and_a_short_visit_is_not_loitering() -> None:
+    moving = [[(1, "car", 0.1 + 0.01 * f, 0.6)] for f in range(60)]
+    rules = [
+        StoppedVehicleRule(id="s", zone="road", min_seconds=3.0),
+        LoiteringRule(id="l", zone="road", min_seconds=10.0),
+    ]
+    visit = [[(2, "person", 0.5, 0.8)]] * 50
+    assert not [
+        m for m in run(camera(lines=[], zones=[ROAD], rules=rules), moving) if isinstance(m, IncidentMessage)
+    ]
+    assert not [
+        m for m in run(camera(lines=[], zones=[ROAD], rules=rules), visit) if isinstance(m, IncidentMessage)
+    ]

@@ -32,7 +32,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_replay_raises_the_hard_shoulder_intrusion_once_with_a_snapshot(tmp_path: Path) -> None:
     video = need_shared(VIDEOS / "fr-motorway-cctv-pedestrian-alarm.avi")
-    need_shared(MODEL_PATH)
+    model = need_shared(MODEL_PATH)
     out = tmp_path / "replay.json"
     done = _cli(
         "edge",
@@ -47,7 +47,7 @@ def test_replay_raises_the_hard_shoulder_intrusion_once_with_a_snapshot(tmp_path
         "--stride",
         "2",
         "--model",
-        str(MODEL_PATH),
+        str(model),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads(out.read_text())
@@ -73,8 +73,8 @@ def test_replay_raises_the_hard_shoulder_intrusion_once_with_a_snapshot(tmp_path
 def test_eval_json_scores_a_labelled_clip() -> None:
     labels = need_shared(LABELS / "nl-motorway-overpass.json")
     video = need_shared(VIDEOS / "nl-motorway-overpass.mp4")
-    need_shared(MODEL_PATH)
-    done = _cli("eval", "--labels", str(labels), "--video", str(video), "--model", str(MODEL_PATH), "--json")
+    model = need_shared(MODEL_PATH)
+    done = _cli("eval", "--labels", str(labels), "--video", str(video), "--model", str(model), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)  # stdout holds the JSON object and nothing else
     assert {"overall_accuracy", "cells"} <= set(report)
@@ -88,9 +88,9 @@ def test_eval_json_scores_a_labelled_clip() -> None:
 
 def test_eval_rejects_a_file_that_is_not_a_video(tmp_path: Path) -> None:
     labels = need_shared(LABELS / "nl-motorway-overpass.json")
-    need_shared(MODEL_PATH)
+    model = need_shared(MODEL_PATH)
     bogus = tmp_path / "clip.mp4"
     bogus.write_text("not a video", encoding="utf-8")
-    done = _cli("eval", "--labels", str(labels), "--video", str(bogus), "--model", str(MODEL_PATH))
+    done = _cli("eval", "--labels", str(labels), "--video", str(bogus), "--model", str(model))
     assert done.returncode == 1
     assert "error:" in done.stderr

@@ -107,6 +107,21 @@ def test_group_by_class_only(client: TestClient) -> None:
     assert got == want and len(got) == 4  # 2 days x 2 classes
 
 
+@pytest.mark.parametrize("source", ["rollup", "raw"])
+@pytest.mark.parametrize("g", ["15m", "1h", "1d"])
+def test_camera_totals(client: TestClient, g: str, source: str) -> None:
+    params = {
+        "start": START.isoformat(),
+        "end": END.isoformat(),
+        "bin": g,
+        "source": source,
+        "group_by": "camera",
+    }
+    got = rows_to_dict(client.get("/api/v1/history/volume", params=params).json()["rows"])
+    assert got == expected_volume(MSGS, g, [])  # type: ignore[arg-type]
+    assert len(got) > 0
+
+
 def test_quality_tells_dead_camera_from_quiet_street(client: TestClient) -> None:
     r = client.get(
         "/api/v1/history/volume", params={"start": START.isoformat(), "end": END.isoformat(), "bin": "1h"}

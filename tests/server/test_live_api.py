@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citywatch.site import load_site
-from contract import IncidentEvent, StreamState
+from contract import IncidentEvent, Snapshot, StreamState
 from server.app import create_app
 from server.db.migrate import migrate
 from server.ingest.writer import BatchWriter
@@ -79,3 +80,38 @@ def test_rest_live_state(env: tuple[TestClient, str]) -> None:
     assert cams["cam-l2"]["last_seen_at"] is not None
     open_ids = [i["camera_id"] for i in client.get("/api/v1/live/incidents").json()["incidents"]]
     assert open_ids == ["cam-l2"]
+
+
+def test_snapshot_served_from_database(env: tuple[TestClient, str]) -> None:
+    client, dsn = env
+    jpeg = b"\xff\xd8\xff\xe0 not really a jpeg \xff\xd9"
+    iid = uuid.uuid4()
+    start = incident(SITE, "cam-l1", 50, iid, IncidentEvent.START, datetime.now(UTC))
+    start = start.model_copy(
+        update={"snapshot": Snapshot(width=4, height=3, data_b64=base64.b64encode(jpeg).decode())}
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        BatchWriter("plain", "Asia/Ho_Chi_Minh").write(conn, [acc(start)])
+    r = client.get(f"/api/v1/incidents/{iid}/snapshot")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/jpeg"
+    assert r.content == jpeg
+    assert client.get(f"/api/v1/incidents/{uuid.uuid4()}/snapshot").status_code == 404
+
+
+def test_snapshot_on_disk(env: tuple[TestClient, str], tmp_path: Path) -> None:
+    _, dsn = env
+    jpeg = b"\xff\xd8 disk \xff\xd9"
+    iid = uuid.uuid4()
+    start = incident(SITE, "cam-l2", 60, iid, IncidentEvent.START, datetime.now(UTC)).model_copy(
+        update={"snapshot": Snapshot(width=4, height=3, data_b64=base64.b64encode(jpeg).decode())}
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        BatchWriter("plain", "Asia/Ho_Chi_Minh", tmp_path).write(conn, [acc(start)])
+        row = conn.execute(
+            "SELECT s.path, s.data FROM incidents i JOIN snapshots s ON s.id = i.snapshot_id "
+            "WHERE i.incident_id = %s",
+            (iid,),
+        ).fetchone()
+    assert row is not None and row[1] is None
+    assert (tmp_path / row[0]).read_bytes() == jpeg

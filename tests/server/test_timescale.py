@@ -107,6 +107,10 @@ async def _all_queries(dsn: str) -> None:
                     conn, cameras=CAMS, start=START, end=END, g=g, tz=TZ, source=source
                 )
                 assert _rows(rows) == expected_volume(MSGS, g), (g, source)
+                rows = await queries.volume(
+                    conn, cameras=CAMS, start=START, end=END, g=g, tz=TZ, source=source, dims=()
+                )
+                assert _rows(rows) == expected_volume(MSGS, g, []), (g, source, "camera totals")
         hourly = await queries.volume(conn, cameras=CAMS, start=START, end=END, g="1h", tz=TZ)
         q = {
             (r.camera_id, r.bucket.astimezone(TZ).day, r.bucket.astimezone(TZ).hour): r.quality

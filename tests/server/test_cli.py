@@ -1,0 +1,52 @@
+"""`citywatch server migrate|run` from the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.server.helpers import write_site
+
+EXE = str(Path(sys.executable).with_name("citywatch"))
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXE, *args], check=False, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_the_actions() -> None:
+    out = run(["server", "--help"], {})
+    assert out.returncode == 0
+    assert "run" in out.stdout and "migrate" in out.stdout
+
+
+@pytest.mark.integration
+def test_migrate_command_applies_and_is_idempotent(fresh_db: str, tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": fresh_db,
+        "CITYWATCH_SITE": str(write_site(tmp_path, "cli", "citywatch", ["cam-1"])),
+    }
+    first = run(["server", "migrate"], env)
+    assert first.returncode == 0, first.stderr
+    assert "0001_core applied" in first.stderr
+    second = run(["server", "migrate"], env)
+    assert second.returncode == 0 and "applied" not in second.stderr.replace("0 migration(s) applied", "")
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (3,)
+
+
+def test_bad_settings_fail_cleanly_without_secrets(tmp_path: Path) -> None:
+    out = run(
+        ["server", "migrate"],
+        {"CITYWATCH_BATCH_SIZE": "lots", "DATABASE_URL": "postgresql://u:s3cret@127.0.0.1:1/x"},
+    )
+    assert out.returncode == 1
+    assert "CITYWATCH_BATCH_SIZE" in out.stderr
+    assert "s3cret" not in out.stderr
