@@ -119,10 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", help="folder (default sample_videos/clips or models/exports)")
     p.set_defaults(handler=_cmd_assets_fetch)
 
+    from citywatch.broker_cli import register as register_broker  # noqa: PLC0415
     from citywatch.demo_cli import register as register_demo  # noqa: PLC0415
     from edge.cli import register as register_edge  # noqa: PLC0415
     from server.cli import register as register_server  # noqa: PLC0415
 
+    register_broker(sub)
     register_edge(sub)
     register_server(sub)
     register_demo(sub)

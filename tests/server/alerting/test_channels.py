@@ -204,8 +204,9 @@ def test_smtp_starttls_against_a_server_without_it_fails() -> None:
     handler = MailHandler()
     with smtp_server(handler) as port:
         mail = SmtpChannel("m", "127.0.0.1", port, "a@example.org", ["b@example.org"])
-        with pytest.raises(DeliveryError, match="STARTTLS"):
+        with pytest.raises(DeliveryError, match="STARTTLS") as info:
             asyncio.run(mail.send(make_alert()))
+    assert not info.value.retryable
     assert handler.messages == []
 
 

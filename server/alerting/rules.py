@@ -1,0 +1,229 @@
+"""Alert rules: which incidents alert whom, plus de-duplication and escalation timing.
+
+Everything here is pure: time comes in as an argument, so the same inputs give the same answers.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime, time
+from typing import Annotated, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contract.messages import IncidentEvent, IncidentMessage, IncidentType, Severity
+from contract.topics import ID_PATTERN
+
+Id = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier: letters, digits, '_' and '-'.")]
+DedupField = Literal["type", "rule", "camera", "group", "zone", "line"]
+
+_K = TypeVar("_K", bound=tuple[object, ...])
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeWindow(_Strict):
+    """Local time of day ``[start, end)`` in the site's time zone; ``start > end`` crosses midnight."""
+
+    start: time = Field(description="Local start time, e.g. 22:00.")
+    end: time = Field(description="Local end time (exclusive), e.g. 06:00.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> TimeWindow:
+        if self.start == self.end:
+            raise ValueError("start and end are equal; leave the window out to match all day")
+        return self
+
+    def contains(self, local: time) -> bool:
+        local = local.replace(tzinfo=None)
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
+class EscalationStep(_Strict):
+    after_s: float = Field(gt=0, description="Seconds after the alert without acknowledgement.")
+    channels: list[Id] = Field(min_length=1, description="Channels notified at this step.")
+
+
+class AlertRule(_Strict):
+    """One rule. Empty match lists match everything; the match fields must all agree."""
+
+    id: Id
+    description: str = Field(default="", description="What the rule is for.")
+    enabled: bool = True
+    types: list[IncidentType] = Field(default_factory=list, description="Incident types; empty: any.")
+    min_severity: Severity = Field(default=Severity.INFO, description="Lowest severity that alerts.")
+    cameras: list[Id] = Field(default_factory=list, description="Camera ids; empty: any.")
+    groups: list[Id] = Field(default_factory=list, description="Camera groups; empty: any.")
+    zones: list[Id] = Field(default_factory=list, description="Zone ids; empty: any (or none).")
+    window: TimeWindow | None = Field(default=None, description="Only at these local times of day.")
+    channels: list[Id] = Field(min_length=1, description="Channels notified first.")
+    cooldown_s: float = Field(
+        default=300.0, ge=0, description="The same dedup key alerts again only after this long."
+    )
+    dedup_key: tuple[DedupField, ...] = Field(
+        default=("type", "zone", "line", "group"),
+        min_length=1,
+        description="Incidents equal on these fields within the cooldown are one event (several cameras "
+        "seeing the same thing).",
+    )
+    max_age_s: float | None = Field(
+        default=900.0,
+        gt=0,
+        description="Incidents reported longer ago than this do not alert (an edge replaying its outbox "
+        "after an outage); null: no limit.",
+    )
+    escalation: list[EscalationStep] = Field(
+        default_factory=list, description="Further channels while the alert stays unacknowledged."
+    )
+
+    @field_validator("escalation")
+    @classmethod
+    def _increasing(cls, steps: list[EscalationStep]) -> list[EscalationStep]:
+        times = [s.after_s for s in steps]
+        if times != sorted(set(times)):
+            raise ValueError("escalation steps must have strictly increasing after_s")
+        return steps
+
+
+class AlertingConfig(_Strict):
+    """The alert rules of one site."""
+
+    timezone: str = Field(description="IANA time zone the rule windows are written in (the site's).")
+    rules: list[AlertRule] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, rules: list[AlertRule]) -> list[AlertRule]:
+        ids = [r.id for r in rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule ids: {', '.join(dupes)}")
+        return rules
+
+    def channel_names(self) -> set[str]:
+        """Every channel any rule or escalation step names (to check against the configured ones)."""
+        names = {c for r in self.rules for c in r.channels}
+        return names | {c for r in self.rules for s in r.escalation for c in s.channels}
+
+
+def rule_matches(
+    rule: AlertRule, incident: IncidentMessage, camera_group: str, now: datetime, tz: zoneinfo.ZoneInfo
+) -> bool:
+    """Whether one rule selects this incident message (its time of day is the message's ``ts``)."""
+    if not rule.enabled or incident.event is IncidentEvent.END:
+        return False
+    if rule.types and incident.type not in rule.types:
+        return False
+    if _SEVERITY_RANK[incident.severity] < _SEVERITY_RANK[rule.min_severity]:
+        return False
+    if rule.cameras and incident.camera_id not in rule.cameras:
+        return False
+    if rule.groups and camera_group not in rule.groups:
+        return False
+    if rule.zones and incident.zone_id not in rule.zones:
+        return False
+    if rule.max_age_s is not None and (now - incident.ts).total_seconds() > rule.max_age_s:
+        return False
+    return rule.window is None or rule.window.contains(incident.ts.astimezone(tz).time())
+
+
+def match(
+    rules: AlertingConfig, incident: IncidentMessage, camera_group: str, now: datetime
+) -> list[AlertRule]:
+    """The rules that select ``incident`` (from a camera of ``camera_group``) at ``now`` (aware)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    tz = zoneinfo.ZoneInfo(rules.timezone)
+    return [r for r in rules.rules if rule_matches(r, incident, camera_group, now, tz)]
+
+
+def dedup_key(rule: AlertRule, incident: IncidentMessage, camera_group: str) -> tuple[str, ...]:
+    """The event identity of ``incident`` under ``rule``: its ``dedup_key`` fields, in order."""
+    values: dict[DedupField, str | None] = {
+        "type": incident.type.value,
+        "rule": incident.rule_id,
+        "camera": incident.camera_id,
+        "group": camera_group,
+        "zone": incident.zone_id,
+        "line": incident.line_id,
+    }
+    return (rule.id, *(f"{f}={values[f] or ''}" for f in rule.dedup_key))
+
+
+class Deduplicator:
+    """One alert per event and rule.
+
+    An event is one ``incident_id`` (the edge repeats start/update messages, and redelivers), or
+    several incidents with the same :func:`dedup_key` within the rule's cooldown (several cameras of a
+    group seeing the same wrong-way driver). The cooldown runs from the alert, so a lasting condition
+    alerts again once per cooldown. Memory is bounded: entries older than ``ttl_s`` (which caps every
+    cooldown) or beyond ``max_entries`` are forgotten. ``now`` is the server's clock, never the edge's.
+    """
+
+    def __init__(self, ttl_s: float = 6 * 3600.0, max_entries: int = 100_000) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._incidents: OrderedDict[tuple[str, UUID], datetime] = OrderedDict()
+        self._keys: OrderedDict[tuple[str, ...], datetime] = OrderedDict()
+
+    def admit(self, rule: AlertRule, incident: IncidentMessage, camera_group: str, now: datetime) -> bool:
+        """True when this incident is a new event for ``rule`` (and remember it); False for repeats."""
+        self._forget(self._incidents, now)
+        self._forget(self._keys, now)
+        seen = (rule.id, incident.incident_id)
+        if seen in self._incidents:
+            self._remember(self._incidents, seen, now)
+            return False
+        self._remember(self._incidents, seen, now)
+        key = dedup_key(rule, incident, camera_group)
+        last = self._keys.get(key)
+        if last is not None and (now - last).total_seconds() < rule.cooldown_s:
+            return False
+        self._remember(self._keys, key, now)
+        return True
+
+    @staticmethod
+    def _remember(store: OrderedDict[_K, datetime], key: _K, now: datetime) -> None:
+        store[key] = now
+        store.move_to_end(key)  # keeps the store ordered by time, so forgetting pops from the front
+
+    def _forget(self, store: OrderedDict[_K, datetime], now: datetime) -> None:
+        while store:
+            oldest, at = next(iter(store.items()))
+            if (now - at).total_seconds() <= self._ttl_s and len(store) < self._max_entries:
+                break
+            del store[oldest]
+
+    def __len__(self) -> int:
+        return len(self._incidents)
+
+
+def due_escalations(
+    rule: AlertRule, raised_at: datetime, now: datetime, *, acknowledged: bool, sent_levels: Sequence[int]
+) -> list[tuple[int, EscalationStep]]:
+    """Escalation steps (level from 1, step) due at ``now`` and not yet sent; none once acknowledged."""
+    if acknowledged:
+        return []
+    elapsed = (now - raised_at).total_seconds()
+    return [
+        (level, step)
+        for level, step in enumerate(rule.escalation, start=1)
+        if elapsed >= step.after_s and level not in sent_levels
+    ]
