@@ -149,7 +149,11 @@ cameras:
     def received_seqs() -> set[int]:
         return {parse_message(p).seq for t, p, _ in collector.snapshot() if not t.endswith("/status")}
 
-    assert _wait(lambda: received_seqs() >= set(range(1, produced + 1)), 20)
+    expected = set(range(1, produced + 1))
+    assert _wait(lambda: received_seqs() >= expected, 45), (
+        f"missing seqs {sorted(expected - received_seqs())} of {produced}\n{_tail(tmp_path)}\n"
+        + (tmp_path / "broker" / "mosquitto.log").read_text(errors="replace")[-2000:]
+    )
     collector.close()
 
     parsed = [(t, parse_message(p, parse_topic(t, prefix=prefix)), r) for t, p, r in collector.snapshot()]
