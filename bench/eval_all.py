@@ -1,6 +1,6 @@
 """Counting accuracy of `citywatch eval` on every labelled clip in ../shared/labels.
 
-    python bench/eval_all.py --json [--model M] [--stride N]
+python bench/eval_all.py --json [--model M] [--stride N]
 """
 
 from __future__ import annotations
@@ -30,18 +30,39 @@ def main() -> int:
         if video is None:
             continue
         out = subprocess.run(
-            [sys.executable, "-m", "citywatch.cli", "--log-level", "WARNING", "eval", "--labels", str(label),
-             "--video", str(video), "--model", args.model, "--stride", str(args.stride), "--json"],
-            capture_output=True, text=True, check=True, cwd=ROOT, env=dict(os.environ),
+            [
+                sys.executable,
+                "-m",
+                "citywatch.cli",
+                "--log-level",
+                "WARNING",
+                "eval",
+                "--labels",
+                str(label),
+                "--video",
+                str(video),
+                "--model",
+                args.model,
+                "--stride",
+                str(args.stride),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env=dict(os.environ),
         )
         report = json.loads(out.stdout)
-        rows.append({
-            "clip": label.stem,
-            "overall_accuracy": report["overall_accuracy"],
-            "counted": report["counted_total"],
-            "truth": report["truth_total"],
-            "errors": [c for c in report["cells"] if c["counted"] != c["truth"]],
-        })
+        rows.append(
+            {
+                "clip": label.stem,
+                "overall_accuracy": report["overall_accuracy"],
+                "counted": report["counted_total"],
+                "truth": report["truth_total"],
+                "errors": [c for c in report["cells"] if c["counted"] != c["truth"]],
+            }
+        )
     result = {"model": args.model, "stride": args.stride, "clips": rows}
     if args.json:
         print(json.dumps(result))
