@@ -1,0 +1,45 @@
+"""Capture: the latest-frame slot drops stale frames; a missing source is retried until it appears."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from citywatch.site import FileSource
+from edge.capture import LiveCapture
+from tests.conftest import VIDEOS, need_shared
+
+
+def test_a_slow_consumer_gets_the_latest_frame_and_drops_counted(tmp_path: Path) -> None:
+    clip = need_shared(VIDEOS / "lot-car-bicycle-overhead.mp4")
+    cap = LiveCapture("c", FileSource(path=str(clip), loop=True, realtime=False))
+    cap.start()
+    try:
+        first = cap.latest(timeout=10)
+        assert first is not None
+        time.sleep(0.5)  # the reader keeps going while nobody takes frames
+        second = cap.latest(timeout=5)
+        assert second is not None
+        assert cap.dropped > 0
+        assert cap.frames_read > cap.dropped
+    finally:
+        cap.stop()
+
+
+def test_a_source_that_appears_later_is_picked_up(tmp_path: Path) -> None:
+    clip = need_shared(VIDEOS / "lot-car-bicycle-overhead.mp4")
+    target = tmp_path / "late.mp4"
+    cap = LiveCapture("c", FileSource(path=str(target), loop=True), max_backoff_s=1.0)
+    cap.start()
+    try:
+        assert cap.latest(timeout=1.5) is None
+        assert not cap.connected
+        assert "does not exist" in cap.last_error
+        shutil.copy(clip, target)
+        frame = cap.latest(timeout=10)
+        assert frame is not None
+        assert cap.connected
+        assert cap.last_error == ""
+    finally:
+        cap.stop()
