@@ -16,13 +16,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from citywatch.geometry import polygon_area, polygon_self_intersection
 from contract.messages import Severity
 from contract.topics import ID_PATTERN
 
+
+def _known_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier: letters, digits, '_' and '-'.")]
+#: An IANA time zone name, checked against the system's zone database.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, description="Normalized image coordinate, 0..1.")]
 NormPoint = tuple[Unit, Unit]
 
@@ -43,19 +54,10 @@ class LatLon(_Strict):
 class SiteInfo(_Strict):
     id: Id
     name: str = Field(min_length=1, description="Display name.")
-    timezone: str = Field(description="IANA time zone for output, e.g. Asia/Ho_Chi_Minh.")
+    timezone: TimeZoneName = Field(description="IANA time zone for output, e.g. Asia/Ho_Chi_Minh.")
     center: LatLon = Field(description="Map centre.")
     zoom: int = Field(default=14, ge=1, le=20, description="Initial map zoom.")
     bin_seconds: int = Field(default=60, ge=1, le=3600, description="Count bin length; divides an hour.")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @field_validator("bin_seconds")
     @classmethod

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from citywatch.site import TimeZoneName
 from contract.messages import IncidentEvent, IncidentMessage, IncidentType, Severity
 from contract.topics import ID_PATTERN
 
@@ -96,17 +97,8 @@ class AlertRule(_Strict):
 class AlertingConfig(_Strict):
     """The alert rules of one site."""
 
-    timezone: str = Field(description="IANA time zone the rule windows are written in (the site's).")
+    timezone: TimeZoneName = Field(description="IANA time zone the rule windows are written in (the site's).")
     rules: list[AlertRule] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @field_validator("rules")
     @classmethod

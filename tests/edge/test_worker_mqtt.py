@@ -103,27 +103,7 @@ cameras:
     )
     metrics_port = free_port()
     env = dict(os.environ, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}", CITYWATCH_HEARTBEAT_S="1")
-    log = (tmp_path / "edge.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "citywatch.cli",
-            "edge",
-            "run",
-            "--site",
-            str(site),
-            "--edge-id",
-            "it-edge",
-            "--outbox",
-            str(tmp_path / "outbox"),
-            "--metrics-port",
-            str(metrics_port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = _start_edge(tmp_path, site, "it-edge", metrics_port, env)
     try:
         # Broker down: the worker runs and buffers on disk.
         assert _wait(lambda: _try_metric(metrics_port, "citywatch_edge_outbox_depth") >= 3, 60), _tail(
@@ -174,6 +154,28 @@ cameras:
     assert states[-1] is StreamState.OFFLINE  # the worker said goodbye on its status topic
 
 
+def _start_edge(
+    tmp_path: Path, site: Path, edge_id: str, metrics_port: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    log = (tmp_path / "edge.log").open("wb")
+    cmd = [
+        sys.executable,
+        "-m",
+        "citywatch.cli",
+        "edge",
+        "run",
+        "--site",
+        str(site),
+        "--edge-id",
+        edge_id,
+        "--outbox",
+        str(tmp_path / "outbox"),
+        "--metrics-port",
+        str(metrics_port),
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def _try_metric(port: int, name: str) -> float:
     try:
         return _metric(port, name)
@@ -206,27 +208,7 @@ cameras:
     )
     port = free_port()
     env = dict(os.environ, MQTT_URL="mqtt://127.0.0.1:1")  # no broker either: it buffers
-    log = (tmp_path / "edge.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "citywatch.cli",
-            "edge",
-            "run",
-            "--site",
-            str(site),
-            "--edge-id",
-            "it2",
-            "--outbox",
-            str(tmp_path / "outbox"),
-            "--metrics-port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = _start_edge(tmp_path, site, "it2", port, env)
     try:
         assert _wait(lambda: _try_metric(port, "citywatch_edge_frames_analysed_total") > 5, 60), _tail(
             tmp_path
