@@ -14,6 +14,7 @@ import logging
 import queue
 import ssl
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -97,7 +98,7 @@ class CameraPublisher(threading.Thread):
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         with self._lock:
-            if self.connected:
+            if self.connected and not self._stop_event.is_set():
                 log.warning("camera %s: disconnected from the broker (%s)", self.camera_id, reason_code)
             self.connected = False
             self._gen += 1
@@ -123,12 +124,10 @@ class CameraPublisher(threading.Thread):
 
     def stop(self, final_status: StatusMessage | None = None, drain_s: float = 5.0) -> None:
         """Try to deliver what is queued for up to ``drain_s``, publish the final status, disconnect."""
-        deadline = threading.Event()
-        waited = 0.0
-        while self.connected and self.outbox.depth(self.camera_id) > 0 and waited < drain_s:
+        deadline = time.monotonic() + drain_s
+        while self.connected and self.outbox.depth(self.camera_id) > 0 and time.monotonic() < deadline:
             self._wake.set()
-            deadline.wait(0.1)
-            waited += 0.1
+            time.sleep(0.1)
         if final_status is not None and self.connected:
             info = self._client.publish(self.status_topic, dump_message(final_status), qos=1, retain=True)
             info.wait_for_publish(timeout=2.0)
