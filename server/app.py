@@ -31,7 +31,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            dsn, open=False, min_size=1, max_size=10, kwargs={"autocommit": True}
+            dsn,
+            open=False,
+            min_size=1,
+            max_size=10,
+            # UTC sessions: psycopg then returns datetimes with timezone.utc (cheap to hash and compare).
+            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
         )
         await pool.open(wait=True, timeout=settings.db_wait_s or 30.0)
         hub = LiveHub(dsn)

@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from citywatch.site import SiteConfig
 from server.live import LiveHub
 from server.metrics import Metrics
+from server.settings import Settings
 
 
 def _pool(request: Request) -> AsyncConnectionPool[Any]:
@@ -20,6 +21,11 @@ def _pool(request: Request) -> AsyncConnectionPool[Any]:
 def _site(request: Request) -> SiteConfig:
     site: SiteConfig = request.app.state.site
     return site
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def _metrics(request: Request) -> Metrics:
@@ -35,4 +41,5 @@ def _hub(request: Request) -> LiveHub:
 PoolDep = Annotated[AsyncConnectionPool[Any], Depends(_pool)]
 SiteDep = Annotated[SiteConfig, Depends(_site)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
 HubDep = Annotated[LiveHub, Depends(_hub)]

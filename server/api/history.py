@@ -54,8 +54,11 @@ async def volume(
     camera_id: CameraQ = None,
     bin: Annotated[Granularity, Query(description="15m, 1h (local hours) or 1d (local days).")] = "1h",
     group_by: Annotated[
-        list[Literal["line_id", "direction", "cls"]] | None,
-        Query(description="Dimensions to keep (repeatable); all three when absent."),
+        list[Literal["camera", "line_id", "direction", "cls"]] | None,
+        Query(
+            description="Dimensions to keep besides camera and bucket (repeatable); all three when absent; "
+            "`camera` alone gives camera totals."
+        ),
     ] = None,
     source: Annotated[
         Literal["rollup", "raw"], Query(description="rollup (fast) or raw rows; the answers are equal.")
@@ -71,7 +74,9 @@ async def volume(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "range too long for this bin size: use a larger bin"
         )
-    dims = tuple(group_by) if group_by else queries.ALL_DIMS
+    dims: tuple[queries.Dim, ...] = (
+        tuple(d for d in group_by if d != "camera") if group_by else queries.ALL_DIMS
+    )
     async with pool.connection() as conn:
         rows = await queries.volume(
             conn, cameras=cams, start=start, end=end, g=bin, tz=tz, dims=dims, source=source

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from typing import Any, LiteralString
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Response, WebSocket, WebSocketDisconnect, status
+from fastapi.responses import FileResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from citywatch.site import SiteConfig
-from server.api.deps import PoolDep, SiteDep
+from server.api.deps import PoolDep, SettingsDep, SiteDep
 
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
 snapshots = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
@@ -29,11 +32,17 @@ FROM incidents WHERE state = 'open' AND camera_id = ANY(%s) ORDER BY started_at 
 """
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if isinstance(v, UUID) else v)
-        for k, v in row.items()
-    }
+def _jsonable(row: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    """Datetimes in the site's zone (ISO 8601 with offset), UUIDs as strings."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, datetime):
+            out[k] = v.astimezone(tz).isoformat()
+        elif isinstance(v, UUID):
+            out[k] = str(v)
+        else:
+            out[k] = v
+    return out
 
 
 async def camera_states(
@@ -45,7 +54,7 @@ async def camera_states(
         live = {r["camera_id"]: r for r in await cur.fetchall()}
     out = []
     for c in cams:
-        row = _jsonable(live.get(c.id, {}))
+        row = _jsonable(live.get(c.id, {}), ZoneInfo(site.site.timezone))
         out.append(
             {
                 "camera_id": c.id,
@@ -67,7 +76,7 @@ async def camera_states(
 async def open_incidents(pool: AsyncConnectionPool[Any], site: SiteConfig) -> list[dict[str, Any]]:
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_OPEN, ([c.id for c in site.cameras],))
-        return [_jsonable(r) for r in await cur.fetchall()]
+        return [_jsonable(r, ZoneInfo(site.site.timezone)) for r in await cur.fetchall()]
 
 
 @router.get("/cameras", summary="Every camera with its latest status, heartbeat and counts")
@@ -99,7 +108,7 @@ async def stream(ws: WebSocket) -> None:
         )
         while True:
             change = await queue.get()
-            ids = [c for c in change.get("cameras", []) if isinstance(c, str)]
+            ids = None if change.get("all") else [c for c in change.get("cameras", []) if isinstance(c, str)]
             payload = {
                 "type": "change",
                 "cameras": await camera_states(pool, site, ids),
@@ -115,8 +124,7 @@ async def stream(ws: WebSocket) -> None:
 
 
 @snapshots.get("/{incident_id}/snapshot", summary="The JPEG snapshot of an incident", response_class=Response)
-async def snapshot(incident_id: UUID, pool: PoolDep, request_site: SiteDep) -> Response:
-    del request_site
+async def snapshot(incident_id: UUID, pool: PoolDep, settings: SettingsDep) -> Response:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT s.content_type, s.path, s.data FROM incidents i JOIN snapshots s ON s.id = i.snapshot_id "
@@ -127,6 +135,13 @@ async def snapshot(incident_id: UUID, pool: PoolDep, request_site: SiteDep) -> R
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such incident, or it has no snapshot")
     content_type, path, data = row
-    if data is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"snapshot stored on disk as {path}")
-    return Response(bytes(data), media_type=content_type)
+    if data is not None:
+        return Response(bytes(data), media_type=content_type)
+    if settings.snapshot_dir is None or path is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, "the snapshot is on disk but CITYWATCH_SNAPSHOT_DIR is unset"
+        )
+    file = (settings.snapshot_dir / path).resolve()
+    if not file.is_relative_to(settings.snapshot_dir.resolve()) or not file.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "snapshot file missing")
+    return FileResponse(file, media_type=content_type)

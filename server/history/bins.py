@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -17,8 +18,8 @@ _BITS: dict[HealthFlag, int] = {flag: 1 << i for i, flag in enumerate(HealthFlag
 class Quality(StrEnum):
     """How far a bucket's counts can be trusted (worst first)."""
 
-    NO_DATA = "no_data"  # no count bins at all: the camera or its edge was down (not a quiet street)
-    OFFLINE = "offline"  # stream down, or less than half the bucket covered
+    NO_DATA = "no_data"  # no count bins and no offline status: nothing is known (not a quiet street)
+    OFFLINE = "offline"  # status offline for half the bucket, stream down, or under half covered
     TAMPERING = "tampering"  # frozen, black, blurred or moved view
     DEGRADED = "degraded"  # low frame rate, or part of the bucket missing
     OK = "ok"
@@ -28,12 +29,17 @@ def health_flags(mask: int) -> list[str]:
     return [str(flag) for flag, bit in _BITS.items() if mask & bit]
 
 
-def quality(covered_s: float, expected_s: float, mask: int, n_bins: int) -> Quality:
-    """The quality of a bucket from its coverage and the union of its bins' health flags."""
+def quality(covered_s: float, expected_s: float, mask: int, n_bins: int, offline_s: float = 0.0) -> Quality:
+    """The quality of a bucket from its coverage, the union of its bins' health flags and the time the
+    camera's status history says it was offline (``offline_s``)."""
+    coverage = covered_s / expected_s if expected_s > 0 else 0.0
+    if offline_s >= 0.5 * expected_s and coverage < 0.95:
+        return Quality.OFFLINE  # reported offline: not merely unknown
     if n_bins == 0:
         return Quality.NO_DATA
+    if not mask:  # the common case, kept cheap: thousands of buckets per request
+        return Quality.OK if coverage >= 0.95 else Quality.DEGRADED if coverage >= 0.5 else Quality.OFFLINE
     flags = {flag for flag, bit in _BITS.items() if mask & bit}
-    coverage = covered_s / expected_s if expected_s > 0 else 0.0
     if HealthFlag.STREAM_DOWN in flags or coverage < 0.5:
         return Quality.OFFLINE
     if flags & TAMPERING:
@@ -73,4 +79,26 @@ def bucket_range(start: datetime, end: datetime, g: Granularity, tz: ZoneInfo) -
     while b < end:
         out.append(b)
         b = next_bucket(b, g, tz)
+    return out
+
+
+def offline_seconds(
+    events: list[tuple[datetime, str]], starts: list[datetime], ends: list[datetime]
+) -> list[float]:
+    """Seconds of each bucket ``[starts[i], ends[i])`` during which the status timeline (``(ts, state)``
+    sorted by time; the first may precede the range) was ``offline``."""
+    out = [0.0] * len(starts)
+    if not events or not starts:
+        return out
+    horizon = ends[-1]
+    for (t, state), nxt in zip(events, [*events[1:], (horizon, "")], strict=True):
+        if state != "offline":
+            continue
+        lo, hi = t, min(nxt[0], horizon)
+        i = bisect.bisect_right(ends, lo)
+        while i < len(starts) and starts[i] < hi:
+            overlap = (min(hi, ends[i]) - max(lo, starts[i])).total_seconds()
+            if overlap > 0:
+                out[i] += overlap
+            i += 1
     return out

@@ -12,7 +12,15 @@ from zoneinfo import ZoneInfo
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-from server.history.bins import Granularity, Quality, bucket_range, health_flags, next_bucket, quality
+from server.history.bins import (
+    Granularity,
+    Quality,
+    bucket_range,
+    health_flags,
+    next_bucket,
+    offline_seconds,
+    quality,
+)
 from server.ingest.statements import BUCKETS
 
 Dim = Literal["line_id", "direction", "cls"]
@@ -51,32 +59,43 @@ def _bucket_expr(g: Granularity) -> sql.Composable:
 
 async def _volume_counts(
     conn: AConn, g: Granularity, source: Source, dims: Sequence[Dim], params: dict[str, Any]
-) -> list[dict[str, Any]]:
+) -> list[tuple[Any, ...]]:
+    """Rows (camera_id, bucket, line_id, direction, cls, count), ordered."""
     select, group = _dims_sql(dims)
-    if source == "rollup":
+    if source == "rollup" and set(dims) == set(ALL_DIMS):
+        # The rollup is already one row per (camera, bucket, line, direction, class): no GROUP BY,
+        # rows come in primary-key order.
+        query = sql.SQL(
+            "SELECT camera_id, bucket, line_id, direction, cls, count FROM {table} "
+            "WHERE bucket >= %(start)s AND bucket < %(end)s AND camera_id = ANY(%(cams)s) "
+            "ORDER BY camera_id, bucket, line_id, direction, cls"
+        ).format(table=sql.Identifier(f"counts_{g}"))
+    elif source == "rollup":
         query = sql.SQL(
             "SELECT camera_id, bucket, {select}, sum(count)::bigint AS count FROM {table} "
             "WHERE bucket >= %(start)s AND bucket < %(end)s AND camera_id = ANY(%(cams)s) "
-            "GROUP BY camera_id, bucket{group}"
+            "GROUP BY camera_id, bucket{group} ORDER BY camera_id, bucket{group}"
         ).format(select=select, table=sql.Identifier(f"counts_{g}"), group=group)
     else:
         query = sql.SQL(
             "SELECT camera_id, {bucket} AS bucket, {select}, sum(count)::bigint AS count FROM counts "
             "WHERE bin_start >= %(start)s AND bin_start < %(end)s AND camera_id = ANY(%(cams)s) "
-            "GROUP BY camera_id, 2{group}"
+            "GROUP BY camera_id, 2{group} ORDER BY camera_id, 2{group}"
         ).format(select=select, bucket=_bucket_expr(g), group=group)
-    async with conn.cursor(row_factory=dict_row) as cur:
+    # Binary results: parsing thousands of timestamps from text costs more than the query.
+    async with conn.cursor(binary=True) as cur:
         await cur.execute(query, params)
         return await cur.fetchall()
 
 
 async def _volume_bins(
     conn: AConn, g: Granularity, source: Source, params: dict[str, Any]
-) -> list[dict[str, Any]]:
+) -> list[tuple[Any, ...]]:
+    """Rows (camera_id, bucket, n_bins, covered_s, health_mask, total)."""
     if source == "rollup":
         query = sql.SQL(
             "SELECT camera_id, bucket, sum(n_bins)::bigint AS n_bins, sum(covered_s) AS covered_s, "
-            "bit_or(health_mask) AS health_mask FROM {table} "
+            "bit_or(health_mask) AS health_mask, sum(total)::bigint AS total FROM {table} "
             "WHERE bucket >= %(start)s AND bucket < %(end)s AND camera_id = ANY(%(cams)s) "
             "GROUP BY camera_id, bucket"
         ).format(table=sql.Identifier(f"count_bins_{g}"))
@@ -84,11 +103,11 @@ async def _volume_bins(
         query = sql.SQL(
             "SELECT camera_id, {bucket} AS bucket, count(*)::bigint AS n_bins, "
             "sum(extract(epoch FROM bin_end - bin_start))::float8 AS covered_s, "
-            "bit_or(health_mask) AS health_mask FROM count_bins "
+            "bit_or(health_mask) AS health_mask, sum(total)::bigint AS total FROM count_bins "
             "WHERE bin_start >= %(start)s AND bin_start < %(end)s AND camera_id = ANY(%(cams)s) "
             "GROUP BY camera_id, 2"
         ).format(bucket=_bucket_expr(g))
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(binary=True) as cur:
         await cur.execute(query, params)
         return await cur.fetchall()
 
@@ -118,36 +137,72 @@ async def volume(
         "cams": list(cameras),
         "tz": tz.key,
     }
-    counts = await _volume_counts(conn, g, source, dims, params)
     bins = await _volume_bins(conn, g, source, params)
-    info = {(b["camera_id"], b["bucket"]): b for b in bins}
-    rows_by_key: dict[tuple[str, datetime], list[dict[str, Any]]] = {}
-    for r in counts:
-        rows_by_key.setdefault((r["camera_id"], r["bucket"]), []).append(r)
+    # Keys use epoch seconds: hashing datetimes with a ZoneInfo tz calls utcoffset() every time.
+    info = {(b[0], int(b[1].timestamp())): b for b in bins}
+    if source == "rollup" and not dims:
+        # Camera totals: the bins rollup carries them (count_bins.total), no counts rows needed.
+        counts: list[tuple[Any, ...]] = [(b[0], b[1], None, None, None, int(b[5])) for b in bins if b[5]]
+    else:
+        counts = await _volume_counts(conn, g, source, dims, params)
+    rows_by_key: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+    last_key: tuple[str, datetime] | None = None
+    group: list[tuple[Any, ...]] = []
+    for r in counts:  # ordered by camera and bucket: group consecutive rows
+        if last_key is None or r[0] != last_key[0] or r[1] != last_key[1]:
+            last_key = (r[0], r[1])
+            group = []
+            rows_by_key[(r[0], int(r[1].timestamp()))] = group
+        group.append(r)
+    ends = [*buckets[1:], next_bucket(buckets[-1], g, tz)]
+    spans = [(b, int(b.timestamp()), (e - b).total_seconds()) for b, e in zip(buckets, ends, strict=True)]
+    timeline = await status_timeline(conn, params)
     out: list[VolumeRow] = []
+    append = out.append
     for cam in cameras:
-        for b in buckets:
-            expected = (next_bucket(b, g, tz) - b).total_seconds()
-            meta = info.get((cam, b))
-            n_bins = int(meta["n_bins"]) if meta else 0
-            covered = float(meta["covered_s"]) if meta else 0.0
-            mask = int(meta["health_mask"] or 0) if meta else 0
-            q = quality(covered, expected, mask, n_bins)
-            cov = round(min(covered / expected, 1.0), 4)
-            flags = health_flags(mask)
-            rows = rows_by_key.get((cam, b))
+        offline = offline_seconds(timeline.get(cam, []), buckets, ends)
+        for k, (b, epoch, expected) in enumerate(spans):
+            meta = info.get((cam, epoch))
+            if meta is None:
+                q, cov, flags = quality(0.0, expected, 0, 0, offline[k]), 0.0, []
+            else:
+                covered = float(meta[3])
+                mask = int(meta[4] or 0)
+                q = quality(covered, expected, mask, int(meta[2]), offline[k])
+                cov = round(min(covered / expected, 1.0), 4)
+                flags = health_flags(mask) if mask else []
+            rows = rows_by_key.get((cam, epoch))
             if not rows:
-                out.append(VolumeRow(cam, b, None, None, None, 0, q, cov, flags))
+                append(VolumeRow(cam, b, None, None, None, 0, q, cov, flags))
                 continue
-            for r in sorted(rows, key=lambda r: (r["line_id"] or "", r["direction"] or "", r["cls"] or "")):
-                out.append(
-                    VolumeRow(cam, b, r["line_id"], r["direction"], r["cls"], int(r["count"]), q, cov, flags)
-                )
+            for r in rows:
+                append(VolumeRow(cam, b, r[2], r[3], r[4], r[5], q, cov, flags))
+    return out
+
+
+_STATUS: LiteralString = """
+SELECT camera_id, ts, state FROM camera_status
+WHERE camera_id = ANY(%(cams)s) AND ts >= %(start)s AND ts < %(end)s
+UNION ALL
+(SELECT DISTINCT ON (camera_id) camera_id, ts, state FROM camera_status
+ WHERE camera_id = ANY(%(cams)s) AND ts < %(start)s ORDER BY camera_id, ts DESC)
+"""
+
+
+async def status_timeline(conn: AConn, params: dict[str, Any]) -> dict[str, list[tuple[datetime, str]]]:
+    """Per camera, its status changes in the range plus the last one before it, in time order."""
+    out: dict[str, list[tuple[datetime, str]]] = {}
+    async with conn.cursor() as cur:
+        await cur.execute(_STATUS, params)
+        for cam, ts, state in await cur.fetchall():
+            out.setdefault(cam, []).append((ts, state))
+    for events in out.values():
+        events.sort(key=lambda e: e[0])
     return out
 
 
 _PEAK: LiteralString = """
-SELECT bucket, sum(count)::bigint AS count FROM counts_1h
+SELECT bucket, sum(total)::bigint AS count FROM count_bins_1h
 WHERE bucket >= %(start)s AND bucket < %(end)s AND camera_id = ANY(%(cams)s)
 GROUP BY bucket
 """

@@ -42,15 +42,20 @@ class IngestService:
         self._on_commit = on_commit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citywatch-writer", daemon=True)
+        # Validation of the next batch overlaps the database round trips of the current one.
+        self._prepared: queue.Queue[tuple[list[Item], list[Accepted | Rejected]]] = queue.Queue(maxsize=2)
+        self._preparer = threading.Thread(target=self._prepare_loop, name="citywatch-validate", daemon=True)
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._writer: BatchWriter | None = None
 
     def start(self) -> None:
+        self._preparer.start()
         self._thread.start()
         self.subscriber.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._preparer.join(timeout)
         self._thread.join(timeout)
         self.subscriber.stop()
         if self._conn is not None:
@@ -145,6 +150,29 @@ class IngestService:
             total.cameras |= part.cameras
         return total
 
+    def _prepare_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self._collect()
+                if not batch:
+                    continue
+                checked = [self.validator.check(item) for _, item in batch]
+                for c in checked:
+                    if isinstance(c, Rejected):
+                        log.warning(
+                            "dead letter: %s on %s (camera %s, msg %s): %s",
+                            c.reason, c.incoming.topic[:200], c.camera_id, c.msg_id, c.detail[:300],
+                        )  # fmt: skip
+                while not self._stop.is_set():
+                    try:
+                        self._prepared.put((batch, checked), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+            except Exception:  # the thread must never die
+                log.exception("ingest validation step failed; continuing")
+                self._stop.wait(1.0)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -154,16 +182,10 @@ class IngestService:
                 self._stop.wait(1.0)
 
     def _step(self) -> None:
-        batch = self._collect()
-        if not batch:
+        try:
+            batch, checked = self._prepared.get(timeout=0.2)
+        except queue.Empty:
             return
-        checked = [self.validator.check(item) for _, item in batch]
-        for c in checked:
-            if isinstance(c, Rejected):
-                log.warning(
-                    "dead letter: %s on %s (camera %s, msg %s): %s",
-                    c.reason, c.incoming.topic[:200], c.camera_id, c.msg_id, c.detail[:300],
-                )  # fmt: skip
         result = self._write(checked)
         if result is None:
             return  # stopping: unacknowledged, the broker keeps them

@@ -13,21 +13,22 @@ RETURNING msg_id
 
 BINS_ROWS: LiteralString = """
 WITH ins AS (
-    INSERT INTO count_bins (camera_id, bin_start, bin_end, msg_id, seq, frames, fps, health_mask)
+    INSERT INTO count_bins (camera_id, bin_start, bin_end, msg_id, seq, frames, fps, health_mask, total)
     SELECT * FROM unnest(%(cam)b::text[], %(start)b::timestamptz[], %(end)b::timestamptz[],
                          %(msg)b::uuid[], %(seq)b::bigint[], %(frames)b::int[], %(fps)b::real[],
-                         %(mask)b::int[])
+                         %(mask)b::int[], %(total)b::bigint[])
     ON CONFLICT (camera_id, bin_start) DO NOTHING
-    RETURNING camera_id, bin_start, bin_end, frames, fps, health_mask
+    RETURNING camera_id, bin_start, bin_end, frames, fps, health_mask, total
 )
 """
 BINS_ROLLUP_TEMPLATE: LiteralString = """
 , r{g} AS (
-    INSERT INTO count_bins_{g} (camera_id, bucket, n_bins, covered_s, frames, min_fps, health_mask)
+    INSERT INTO count_bins_{g} (camera_id, bucket, n_bins, covered_s, frames, min_fps, health_mask, total)
     SELECT camera_id, {bucket}, count(*), sum(extract(epoch FROM bin_end - bin_start)), sum(frames),
-           min(fps), bit_or(health_mask)
+           min(fps), bit_or(health_mask), sum(total)
     FROM ins GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (camera_id, bucket) DO UPDATE SET
+        total = count_bins_{g}.total + excluded.total,
         n_bins = count_bins_{g}.n_bins + excluded.n_bins,
         covered_s = count_bins_{g}.covered_s + excluded.covered_s,
         frames = count_bins_{g}.frames + excluded.frames,
@@ -161,4 +162,9 @@ SELECT camera_id, max_seq FROM camera_seq WHERE camera_id = ANY(%s) ORDER BY cam
 GAPS_SELECT: LiteralString = """
 SELECT id, camera_id, first_seq, last_seq, opened_at FROM seq_gaps
 WHERE camera_id = ANY(%s) AND closed_at IS NULL ORDER BY first_seq
+"""
+SEQ_UPDATE: LiteralString = """
+UPDATE camera_seq AS s SET max_seq = u.m, updated_at = now()
+FROM unnest(%b::text[], %b::bigint[]) AS u(c, m)
+WHERE s.camera_id = u.c
 """

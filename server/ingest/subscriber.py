@@ -2,10 +2,10 @@
 
 The paho callbacks only decode and enqueue (nothing slow runs on the network thread, which would trip
 the keepalive). The broker holds every message we have not acknowledged; MQTT 5 "Receive Maximum"
-(spec 3.1.2.11.3) caps how many it sends before we acknowledge, so the bounded queue cannot overflow
-unless it is smaller than that; if it does, the message is counted and left unacknowledged, and the
-broker sends it again on the next connection (spec 4.4: unacknowledged QoS 1 messages are resent when a
-session resumes).
+(spec 3.1.2.11.3) should cap how many it sends before we acknowledge. The queue is bounded; when it is
+full the callback waits up to OVERFLOW_WAIT_S (back-pressure through TCP), then counts the message and
+leaves it unacknowledged, and the broker sends it again on the next connection (spec 4.4: unacknowledged
+QoS 1 messages are resent when a session resumes).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Longest time the network thread waits for room in the ingest queue (keepalive is 30 s).
+OVERFLOW_WAIT_S = 5.0
+
 
 class Subscriber:
     """Owns the paho client; messages arrive on :attr:`queue` tagged with the connection generation."""
@@ -45,6 +48,7 @@ class Subscriber:
         self.generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # set when the broker has confirmed the subscription
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
@@ -98,17 +102,21 @@ class Subscriber:
         with self._lock:
             self.generation += 1
         log.info("connected to the broker (session present: %s)", getattr(flags, "session_present", "?"))
-        client.subscribe(self.topic_filter, qos=1)
         self.connected.set()
-        self._metrics.set_connected(True)
+        client.subscribe(self.topic_filter, qos=1)
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reason_codes: Any, _p: Any) -> None:
-        for rc in reason_codes:
-            if rc.is_failure:
-                log.error("subscription to %s refused: %s", self.topic_filter, rc)
+        failures = [rc for rc in reason_codes if rc.is_failure]
+        if failures:
+            log.error("subscription to %s refused: %s", self.topic_filter, failures[0])
+            return
+        log.info("subscribed to %s", self.topic_filter)
+        self.subscribed.set()
+        self._metrics.set_connected(True)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason_code: Any, _p: Any) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         self._metrics.set_connected(False)
         log.warning("disconnected from the broker: %s", reason_code)
 
@@ -116,7 +124,11 @@ class Subscriber:
         self._metrics.on_received()
         item = Incoming(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time())
         try:
-            self.queue.put_nowait((self.generation, item))
+            # Full queue: wait briefly. Not reading the socket meanwhile is TCP back-pressure on the
+            # broker, which is needed: Mosquitto 2.0 was seen sending far more than our Receive
+            # Maximum once acknowledgements flow. Only after OVERFLOW_WAIT_S is the message dropped,
+            # unacknowledged (redelivered on the next connection), well inside the keepalive.
+            self.queue.put((self.generation, item), timeout=OVERFLOW_WAIT_S)
         except queue.Full:
             self._metrics.on_overflow()
             log.warning("ingest queue full: message mid=%d left unacknowledged for redelivery", msg.mid)

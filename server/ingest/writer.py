@@ -90,9 +90,13 @@ class BatchWriter:
                 result.stored[str(m.kind)] += 1
                 result.cameras.add(m.camera_id)
             if result.cameras or incidents:
+                # NOTIFY payloads are limited to 8,000 bytes: at most 80 camera ids (<= 64 characters
+                # each) are named; beyond that "all" tells listeners to refresh every camera.
+                cams = sorted(result.cameras)
                 note = {
-                    "cameras": sorted(result.cameras)[:200],
-                    "incidents": [str(m.incident_id) for m in incidents][:100],
+                    "cameras": cams if len(cams) <= 80 else [],
+                    "all": len(cams) > 80,
+                    "incidents": len(incidents),
                 }
                 conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, json.dumps(note)))
         return result
@@ -131,6 +135,7 @@ class BatchWriter:
             "frames": [m.frames for m in bins],
             "fps": [m.fps for m in bins],
             "mask": [sum(HEALTH_BITS[f] for f in set(m.health)) for m in bins],
+            "total": [sum(c.count for c in m.lines) for m in bins],
             "tz": self.timezone,
         }
         plain = self.backend == "plain"
@@ -371,6 +376,7 @@ class BatchWriter:
         for gid, cam, first, last, opened in conn.execute(sql.GAPS_SELECT, (cams,)):
             gaps[cam].append(Gap(int(first), int(last), opened, int(gid)))
         now = datetime.now(UTC)
+        moved: dict[str, int] = {}
         for cam in cams:
             before = max_seq.get(cam, -1)
             update = track(None if before < 0 else before, gaps[cam], seqs[cam], now)
@@ -379,10 +385,7 @@ class BatchWriter:
             if update.missing_opened:
                 log.warning("camera %s: %d message(s) missing (seq gap)", cam, update.missing_opened)
             if update.max_seq is not None and update.max_seq != before:
-                conn.execute(
-                    "UPDATE camera_seq SET max_seq = %s, updated_at = now() WHERE camera_id = %s",
-                    (update.max_seq, cam),
-                )
+                moved[cam] = update.max_seq
             old = {g.id: g for g in gaps[cam]}
             kept = {g.id for g in update.gaps if g.id is not None}
             for gid in old.keys() - kept:
@@ -399,6 +402,8 @@ class BatchWriter:
                         "UPDATE seq_gaps SET first_seq = %s, last_seq = %s WHERE id = %s",
                         (g.first, g.last, g.id),
                     )
+        if moved:
+            conn.execute(sql.SEQ_UPDATE, (list(moved), list(moved.values())))
 
     def _dead(self, conn: Conn, rejected: list[Rejected], result: WriteResult) -> None:
         if not rejected:

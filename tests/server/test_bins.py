@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from contract import HealthFlag
-from server.history.bins import Quality, bucket_range, floor_bucket, quality
+from server.history.bins import Quality, bucket_range, floor_bucket, offline_seconds, quality
 from server.ingest.writer import HEALTH_BITS
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -50,3 +50,18 @@ def test_range_rounds_outwards() -> None:
 def test_quality(covered: float, flags: list[HealthFlag], n_bins: int, want: Quality) -> None:
     mask = sum(HEALTH_BITS[f] for f in flags)
     assert quality(covered, 3600, mask, n_bins) is want
+
+
+def test_offline_seconds_from_status_timeline() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    starts = bucket_range(t0, t0 + timedelta(hours=3), "1h", HCM)
+    ends = [*starts[1:], t0 + timedelta(hours=3)]
+    events = [
+        (t0 - timedelta(hours=5), "online"),
+        (t0 + timedelta(minutes=30), "offline"),
+        (t0 + timedelta(hours=1, minutes=45), "online"),
+        (t0 + timedelta(hours=2, minutes=50), "offline"),
+    ]
+    assert offline_seconds(events, starts, ends) == [1800.0, 2700.0, 600.0]
+    assert quality(0, 3600, 0, 0, offline_s=2700) is Quality.OFFLINE
+    assert quality(3600, 3600, 0, 60, offline_s=2700) is Quality.OK  # bins say it was working

@@ -39,7 +39,7 @@ def test_migrate_command_applies_and_is_idempotent(fresh_db: str, tmp_path: Path
     second = run(["server", "migrate"], env)
     assert second.returncode == 0 and "applied" not in second.stderr.replace("0 migration(s) applied", "")
     with psycopg.connect(fresh_db) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (6,)
 
 
 def test_bad_settings_fail_cleanly_without_secrets(tmp_path: Path) -> None:

@@ -16,12 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citywatch.site import load_site
-from contract import IncidentEvent
+from contract import IncidentEvent, StreamState
 from server.app import create_app
 from server.db.migrate import migrate
 from server.ingest.writer import BatchWriter
 from server.settings import Settings
-from tests.server.helpers import incident, write_site
+from tests.server.helpers import incident, status, write_site
 from tests.server.history_data import START, TZ, expected_volume, generate, store
 from tests.server.test_writer import acc
 
@@ -40,6 +40,15 @@ def client(fresh_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         migrate(conn, site.site.timezone)
         writer = BatchWriter("plain", site.site.timezone)
         store(conn, writer, MSGS)
+        # cam-h3 reports itself offline for the first two of its four dead hours on day 2
+        day2 = START + timedelta(days=1)
+        down = status(SITE, "cam-h3", 0, StreamState.OFFLINE).model_copy(
+            update={"ts": day2 + timedelta(hours=10)}
+        )
+        up = status(SITE, "cam-h3", 0, StreamState.ONLINE).model_copy(
+            update={"ts": day2 + timedelta(hours=12)}
+        )
+        writer.write(conn, [acc(down), acc(up)])
         for k in range(3):
             iid = uuid.uuid4()
             writer.write(
@@ -131,7 +140,8 @@ def test_quality_tells_dead_camera_from_quiet_street(client: TestClient) -> None
         t = datetime.fromisoformat(row["bucket"])
         quality[(row["camera_id"], t.day, t.hour)] = row["quality"]
     day2 = START.day + 1
-    assert quality[("cam-h3", day2, 11)] == "no_data"
+    assert quality[("cam-h3", day2, 11)] == "offline"  # its status said so
+    assert quality[("cam-h3", day2, 13)] == "no_data"  # nothing known
     assert quality[("cam-h3", day2, 9)] == "ok"
     assert quality[("cam-h2", START.day, 8)] == "degraded"  # low fps
     assert quality[("cam-h1", START.day, 8)] == "ok"

@@ -70,7 +70,13 @@ def loaded(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
         result = migrate(conn, "Asia/Ho_Chi_Minh", "on")
         assert result.backend == "timescale"
-        assert result.applied == ["0001_core", "0003_timescale"] and result.skipped == ["0002_rollup_tables"]
+        assert result.applied == [
+            "0001_core",
+            "0003_timescale",
+            "0004_bin_totals",
+            "0006_bin_totals_timescale",
+        ]
+        assert result.skipped == ["0002_rollup_tables", "0005_bin_totals_rollups"]
         apply_policies(conn, Settings.from_env({"CITYWATCH_TS_RAW_RETENTION": "3 years"}))
         store(conn, BatchWriter("timescale", "Asia/Ho_Chi_Minh"), MSGS, chunk=100)
     return dsn

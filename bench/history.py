@@ -1,0 +1,188 @@
+"""History query benchmark: the API's volume query (server.history.queries.volume, quality flags
+included) over the rollups and over the raw rows, side by side, on generated 5-minute count bins.
+
+    python bench/history.py --json                 # a year: 20 cameras x 2 lines x 2 directions x 4 classes
+    python bench/history.py --days 30 --json       # smaller, faster
+
+The data go into a database named by --db-name (kept, so later runs with --reuse skip generation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, LiteralString
+from zoneinfo import ZoneInfo
+
+import psycopg
+from _common import CELLS, DEFAULT_DATABASE_URL, create_database, percentiles
+
+from server.db.migrate import migrate
+from server.history import queries
+from server.ingest.statements import BUCKETS
+
+TZ = "Asia/Ho_Chi_Minh"
+
+_BINS: LiteralString = """
+INSERT INTO count_bins (camera_id, bin_start, bin_end, msg_id, seq, frames, fps, health_mask)
+SELECT 'cam-' || lpad(c::text, 3, '0'), t, t + %(step)s::interval, gen_random_uuid(), 0, 600, 10.0, 0
+FROM generate_series(0, %(cams)s - 1) AS c,
+     generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz - %(step)s::interval, %(step)s::interval) AS t
+"""
+_COUNTS: LiteralString = """
+INSERT INTO counts (camera_id, bin_start, line_id, direction, cls, count)
+SELECT b.camera_id, b.bin_start, cell.line_id, cell.direction, cell.cls, 1 + (random() * 20)::int
+FROM count_bins b
+CROSS JOIN unnest(%(lines)s::text[], %(dirs)s::text[], %(classes)s::text[]) AS cell(line_id, direction, cls)
+WHERE b.bin_start >= %(lo)s AND b.bin_start < %(hi)s
+"""
+_TOTALS: LiteralString = """
+UPDATE count_bins b SET total = s.t
+FROM (SELECT camera_id, bin_start, sum(count) AS t FROM counts
+      WHERE bin_start >= %(lo)s AND bin_start < %(hi)s GROUP BY 1, 2) AS s
+WHERE b.camera_id = s.camera_id AND b.bin_start = s.bin_start
+"""
+_ROLLUP_COUNTS: LiteralString = """
+INSERT INTO counts_{g} (camera_id, bucket, line_id, direction, cls, count)
+SELECT camera_id, {bucket}, line_id, direction, cls, sum(count) FROM counts GROUP BY 1, 2, 3, 4, 5
+"""
+_ROLLUP_BINS: LiteralString = """
+INSERT INTO count_bins_{g} (camera_id, bucket, n_bins, covered_s, frames, min_fps, health_mask, total)
+SELECT camera_id, {bucket}, count(*), sum(extract(epoch FROM bin_end - bin_start)), sum(frames), min(fps),
+       bit_or(health_mask), sum(total)
+FROM count_bins GROUP BY 1, 2
+"""
+
+
+def generate(url: str, cameras: int, days: int, bin_minutes: int, end: datetime) -> dict[str, Any]:
+    start = end - timedelta(days=days)
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn, TZ, "off")
+        conn.execute("SET synchronous_commit = off")
+        step = f"{bin_minutes} minutes"
+        lines, dirs, classes = (list(col) for col in zip(*CELLS, strict=True))
+        chunk = timedelta(days=15)
+        lo = start
+        while lo < end:
+            hi = min(lo + chunk, end)
+            params = {"lo": lo, "hi": hi, "step": step, "cams": cameras}
+            conn.execute(_BINS, params)
+            conn.execute(_COUNTS, {**params, "lines": lines, "dirs": dirs, "classes": classes})
+            conn.execute(_TOTALS, params)
+            lo = hi
+            print(f"generated up to {hi:%Y-%m-%d}", file=sys.stderr)
+        t_raw = time.perf_counter()
+        for g, bucket in BUCKETS.items():
+            conn.execute(_ROLLUP_COUNTS.replace("{g}", g).replace("{bucket}", bucket), {"tz": TZ})
+            conn.execute(_ROLLUP_BINS.replace("{g}", g).replace("{bucket}", bucket), {"tz": TZ})
+        conn.execute("VACUUM ANALYZE")
+        t_done = time.perf_counter()
+    return {"raw_s": round(t_raw - t0, 1), "rollups_s": round(t_done - t_raw, 1)}
+
+
+def sizes(url: str) -> dict[str, Any]:
+    with psycopg.connect(url) as conn:
+
+        def size(*tables: str) -> int:
+            row = conn.execute(
+                "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) AS t",
+                (list(tables),),
+            ).fetchone()
+            return int(row[0]) if row and row[0] else 0
+
+        rows = conn.execute("SELECT count(*) FROM counts").fetchone()
+        rollups = [f"{k}_{g}" for k in ("counts", "count_bins") for g in ("15m", "1h", "1d")]
+        return {
+            "raw_rows": int(rows[0]) if rows else 0,
+            "raw_bytes": size("counts", "count_bins"),
+            "rollup_bytes": size(*rollups),
+            "rollup_rows": {
+                g: int((conn.execute(f"SELECT count(*) FROM counts_{g}".encode()).fetchone() or [0])[0])
+                for g in ("15m", "1h", "1d")
+            },
+        }
+
+
+async def timed(url: str, repeat: int, **kw: Any) -> dict[str, float]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, options="-c TimeZone=UTC") as conn:
+        times = []
+        if repeat > 1:
+            await queries.volume(conn, **kw)  # warm-up
+        for _ in range(repeat):
+            t = time.perf_counter()
+            rows = await queries.volume(conn, **kw)
+            times.append((time.perf_counter() - t) * 1000)
+    out: dict[str, float] = {k: v for k, v in percentiles(times).items() if k in ("p50_ms", "p95_ms")}
+    out["rows"] = len(rows)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="admin DSN")
+    parser.add_argument("--db-name", default="cw_bench_history", help="database for the generated data")
+    parser.add_argument("--reuse", action="store_true", help="keep existing data in --db-name")
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--cameras", type=int, default=20)
+    parser.add_argument("--bin-minutes", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=20, help="timed runs per rollup query")
+    parser.add_argument(
+        "--raw-repeat", type=int, default=3, help="timed runs per raw query (slow at full size)"
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    url, existed = create_database(args.database_url, args.db_name, reuse=args.reuse)
+    end = datetime(2026, 11, 1, tzinfo=ZoneInfo(TZ)).astimezone(UTC)
+    gen = {"skipped": True} if existed else generate(url, args.cameras, args.days, args.bin_minutes, end)
+    size = sizes(url)
+    tz = ZoneInfo(TZ)
+    cams = [f"cam-{i:03d}" for i in range(args.cameras)]
+    cases = {
+        "hourly_one_camera_30d": {"cameras": cams[:1], "start": end - timedelta(days=min(30, args.days)),
+                                  "end": end, "g": "1h", "tz": tz},
+        "daily_all_cameras_range": {"cameras": cams, "start": end - timedelta(days=args.days), "end": end,
+                                    "g": "1d", "tz": tz, "dims": ()},
+    }  # fmt: skip
+    results: dict[str, Any] = {}
+    for name, kw in cases.items():
+        for source in ("rollup", "raw"):
+            repeat = args.repeat if source == "rollup" else args.raw_repeat
+            results[f"{name}_{source}"] = asyncio.run(timed(url, repeat, source=source, **kw))
+    # Linear projection to 100 cameras and 1-minute bins (raw x25 rows, rollups x5: bins do not matter).
+    scale_raw = (100 / args.cameras) * (args.bin_minutes / 1)
+    scale_cam = 100 / args.cameras
+    projection = {
+        "raw_rows": int(size["raw_rows"] * scale_raw * 365 / args.days),
+        "raw_gib": round(size["raw_bytes"] * scale_raw * 365 / args.days / 2**30, 1),
+        "rollup_gib": round(size["rollup_bytes"] * scale_cam * 365 / args.days / 2**30, 2),
+        "hourly_one_camera_30d_rollup_ms_est": results["hourly_one_camera_30d_rollup"]["p50_ms"],
+        "daily_all_cameras_year_rollup_ms_est": round(
+            results["daily_all_cameras_range_rollup"]["p50_ms"] * scale_cam * 365 / args.days, 1
+        ),
+    }
+    out = {
+        "config": {"days": args.days, "cameras": args.cameras, "bin_minutes": args.bin_minutes,
+                   "cells_per_bin": len(CELLS), "repeat": args.repeat, "raw_repeat": args.raw_repeat},
+        "generation": gen,
+        "size": size,
+        "queries": results,
+        "projection_100_cameras_1min_year": projection,
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
