@@ -9,7 +9,15 @@ COPY edge ./edge
 COPY server ./server
 COPY config ./config
 
+# The map page's front-end libraries come from the npm registry at build time (no CDN at run time).
+FROM node:20-slim AS web
+WORKDIR /web
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --legacy-peer-deps
+
 FROM base AS server
+COPY --from=web /web/node_modules/leaflet/dist/leaflet.js /web/node_modules/leaflet/dist/leaflet.css ./server/web/static/vendor/leaflet/
+COPY --from=web /web/node_modules/leaflet/dist/images ./server/web/static/vendor/leaflet/images
 RUN pip install '.[server]'
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --retries=5 \

@@ -66,8 +66,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   fi
   touch "$stamp"
 fi
-if [ -f package.json ] && [ ! -d node_modules ] && command -v npm >/dev/null 2>&1; then
-  log "installing npm packages"
-  npm install --silent --no-audit --no-fund --legacy-peer-deps >/dev/null
+if [ -f package.json ] && command -v npm >/dev/null 2>&1; then
+  if [ ! -d node_modules ] || [ package.json -nt node_modules ]; then
+    log "installing npm packages"
+    npm install --silent --no-audit --no-fund --legacy-peer-deps >/dev/null
+    touch node_modules
+  fi
+  scripts/build_web.sh
 fi
 log "ready"

@@ -17,6 +17,7 @@ from server.ingest.service import IngestService
 from server.live import LiveHub
 from server.metrics import Metrics
 from server.settings import Settings
+from server.web import routes as web
 
 log = logging.getLogger(__name__)
 
@@ -66,4 +67,5 @@ def create_app(
     app.include_router(history.router)
     app.include_router(live.router)
     app.include_router(live.snapshots)
+    web.mount(app)
     return app
