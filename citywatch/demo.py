@@ -153,6 +153,12 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
     workdir = ROOT / ".demo"
     workdir.mkdir(exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
+    edge_port = _free_port()
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the demo as cleanly as Ctrl-C
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         _check_assets(site)
         site = load_site(site_path)  # paths may have changed to downloaded copies
@@ -181,7 +187,7 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
                 "--outbox",
                 str(workdir / "outbox"),
                 "--metrics-port",
-                "9108",
+                str(edge_port),
             ]
             for cam in cameras or []:
                 edge_cmd += ["--camera", cam]
@@ -190,7 +196,8 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
                 f"\ncitywatch demo is running ({len(cameras or site.cameras)} camera(s), {site.site.name}):\n"
                 f"  operations map and API   http://127.0.0.1:{http_port}/\n"
                 f"  API documentation        http://127.0.0.1:{http_port}/docs\n"
-                f"  edge health and metrics  http://127.0.0.1:9108/healthz  http://127.0.0.1:9108/metrics\n"
+                f"  edge health and metrics  http://127.0.0.1:{edge_port}/healthz  "
+                f"http://127.0.0.1:{edge_port}/metrics\n"
                 f"  broker {mqtt_url}   database {db_url.split('@')[-1]}\n"
                 "Press Ctrl-C to stop.\n",
                 flush=True,

@@ -139,6 +139,7 @@ class LiveCapture(threading.Thread):
     def run(self) -> None:
         backoff = 1.0
         first = True
+        looped = False
         while not self._stop_event.is_set():
             try:
                 cap = _open(self.source)
@@ -152,13 +153,19 @@ class LiveCapture(threading.Thread):
             first = False
             self.connected = True
             self.last_error = ""
-            log.info("camera %s: opened %s", self.camera_id, describe(self.source))
+            log.log(
+                logging.DEBUG if looped else logging.INFO,
+                "camera %s: opened %s",
+                self.camera_id,
+                describe(self.source),
+            )
             ended_cleanly = self._read(cap)
             cap.release()
             self.connected = False
             if self._stop_event.is_set():
                 break
-            if ended_cleanly and isinstance(self.source, FileSource) and self.source.loop:
+            looped = ended_cleanly and isinstance(self.source, FileSource) and self.source.loop
+            if looped:
                 backoff = 1.0
                 self.reconnects -= 1  # a file loop is not a reconnect
                 continue

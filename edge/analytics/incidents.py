@@ -6,6 +6,7 @@ zone); an :class:`EpisodeTracker` per rule turns those into start / update / end
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from citywatch.site import (
@@ -64,13 +65,32 @@ def _obs(
     )
 
 
+def _steady(track: TrackState, min_age: float = 1.0, min_travel: float = 0.08) -> bool:
+    """A wrong-way crossing is believed only from a track that has been followed for a while and moved
+    steadily across the line: an id that hopped from one vehicle to the next, or a box that flickered
+    (a screen overlay read as a car), crosses in one jump and is no wrong-way driver."""
+    if track.age < min_age or len(track.anchors) < 4:
+        return False
+    _, x0, y0 = track.anchors[0]
+    _, x1, y1 = track.anchors[-1]
+    dist = math.hypot(x1 - x0, y1 - y0)
+    if dist < min_travel:
+        return False
+    steps = [
+        math.hypot(b[1] - a[1], b[2] - a[2])
+        for a, b in zip(track.anchors, list(track.anchors)[1:], strict=False)
+    ]
+    return max(steps) < 0.5 * dist  # no single jump carries most of the way
+
+
 def _observe(rule: Rule, fs: FrameState) -> list[Observation]:
     if isinstance(rule, WrongWayRule):
         out = []
         for c in fs.crossings:
             if c.line_id == rule.line and c.direction != rule.expected and c.cls in rule.classes:
                 track = fs.tracks.get(c.track_id)
-                out.append(_obs(f"track-{c.track_id}", [track] if track else [], direction=c.direction))
+                if track is not None and _steady(track):
+                    out.append(_obs(f"track-{c.track_id}", [track], direction=c.direction))
         # A wrong-way episode stays open while its track is still in view.
         return out
 

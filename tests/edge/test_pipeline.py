@@ -227,3 +227,12 @@ def test_a_moving_car_is_not_stopped_and_a_short_visit_is_not_loitering() -> Non
     assert not [
         m for m in run(camera(lines=[], zones=[ROAD], rules=rules), visit) if isinstance(m, IncidentMessage)
     ]
+
+
+def test_an_id_hop_across_the_line_is_not_wrong_way() -> None:
+    # Track 3 follows a northbound motorbike above the line, then its id jumps to a vehicle further
+    # down and stays there: the line sees a southbound crossing, but nobody drove the wrong way.
+    hop = [[(3, "motorcycle", 0.7, 0.45 - 0.005 * f)] for f in range(10)]
+    hop += [[(3, "motorcycle", 0.72, 0.75 - 0.005 * f)] for f in range(20)]
+    cam = camera(zones=[], rules=[WrongWayRule(id="ww", line="L1", expected="north", end_after_s=1.0)])
+    assert not [m for m in run(cam, hop + [[]] * 20) if isinstance(m, IncidentMessage)]
