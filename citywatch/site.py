@@ -243,6 +243,18 @@ class Calibration(_Strict):
     world: list[LatLon] = Field(min_length=4, max_length=4)
 
 
+class Junction(_Strict):
+    """A junction seen by one camera: turning movements are counted from its entry to its exit lines."""
+
+    id: Id
+    name: str = ""
+    entries: list[Id] = Field(min_length=1, description="Ids of this camera's lines where traffic enters.")
+    exits: list[Id] = Field(
+        min_length=1,
+        description="Ids of this camera's lines where traffic leaves; a two-way approach is in both lists.",
+    )
+
+
 class Camera(_Strict):
     id: Id
     name: str = Field(min_length=1)
@@ -254,6 +266,9 @@ class Camera(_Strict):
     lines: list[CountingLine] = Field(default_factory=list)
     zones: list[Zone] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    junctions: list[Junction] = Field(
+        default_factory=list, description="Junctions whose turning movements (entry -> exit) are counted."
+    )
     calibration: Calibration | None = None
 
     def zone(self, zone_id: str) -> Zone:
@@ -360,7 +375,12 @@ def _semantic_issues(cfg: SiteConfig) -> Iterator[tuple[tuple[int | str, ...], s
         if cam.id in seen:
             yield (*where, "id"), f"duplicate camera id {cam.id!r} (also cameras[{seen[cam.id]}])"
         seen.setdefault(cam.id, ci)
-        for kind, items in (("lines", cam.lines), ("zones", cam.zones), ("rules", cam.rules)):
+        for kind, items in (
+            ("lines", cam.lines),
+            ("zones", cam.zones),
+            ("rules", cam.rules),
+            ("junctions", cam.junctions),
+        ):
             ids: set[str] = set()
             for ii, item in enumerate(items):
                 if item.id in ids:
@@ -383,6 +403,18 @@ def _semantic_issues(cfg: SiteConfig) -> Iterator[tuple[tuple[int | str, ...], s
                         (*rwhere, "expected"),
                         f"{rule.expected!r} is not a direction of {rule.line!r} ({names})",
                     )
+        for ji, junction in enumerate(cam.junctions):
+            for role, refs in (("entries", junction.entries), ("exits", junction.exits)):
+                listed: set[str] = set()
+                for k, ref in enumerate(refs):
+                    if ref not in lines:
+                        yield (
+                            (*where, "junctions", ji, role, k),
+                            f"unknown line {ref!r} (lines: {sorted(lines) or 'none'})",
+                        )
+                    elif ref in listed:
+                        yield (*where, "junctions", ji, role, k), f"line {ref!r} is listed twice"
+                    listed.add(ref)
         for li, line in enumerate(cam.lines):
             if line.directions.positive == line.directions.negative:
                 yield (*where, "lines", li, "directions"), "the two direction names must differ"

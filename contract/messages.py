@@ -155,6 +155,17 @@ class ZoneOccupancy(_Base):
     )
 
 
+class Movement(_Base):
+    """Turning movements of one class through one junction during a bin: entered by one line, left by
+    another (see docs/contract.md for the pairing rule)."""
+
+    junction_id: Id = Field(description="Junction id from the site config.")
+    from_line: Id = Field(description="The entry line crossed first.")
+    to_line: Id = Field(description="The exit line crossed afterwards.")
+    cls: str = Field(min_length=1, max_length=32, description="Class of the object at the exit crossing.")
+    count: int = Field(ge=0)
+
+
 class CountsMessage(Envelope):
     """Counts for one camera and one time bin ``[bin_start, bin_end)``.
 
@@ -167,6 +178,11 @@ class CountsMessage(Envelope):
     lines: list[DirectionCount] = Field(default_factory=list)
     zones: list[ZoneOccupancy] = Field(default_factory=list)
     speeds: list[SpeedStat] = Field(default_factory=list)
+    movements: list[Movement] = Field(
+        default_factory=list,
+        description="Turning movements completed during the bin (cameras with junctions only; added "
+        "within v1, so older readers ignore it).",
+    )
     frames: int = Field(ge=0, description="Frames analysed during the bin.")
     fps: float = Field(ge=0, description="Mean analysed frames per second during the bin.")
     health: list[HealthFlag] = Field(

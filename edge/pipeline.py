@@ -22,12 +22,14 @@ from contract.messages import (
     HealthFlag,
     IncidentEvent,
     IncidentMessage,
+    Movement,
     Point,
     SpeedStat,
     ZoneOccupancy,
 )
 from edge.analytics.episodes import Transition
 from edge.analytics.incidents import FrameState, IncidentChange, RuleEngine
+from edge.analytics.junctions import JunctionMovements
 from edge.analytics.lines import Crossing, LineCounter, LineTally
 from edge.analytics.speed import GroundPlane
 from edge.analytics.tampering import FrameHealth, TamperCheck
@@ -57,6 +59,8 @@ class _Bin:
     frames: int = 0
     tally: LineTally = field(default_factory=LineTally)
     speeds: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
+    #: (junction, from line, to line, class) -> movements completed during the bin
+    movements: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     health: set[HealthFlag] = field(default_factory=set)
 
 
@@ -69,6 +73,7 @@ class CameraPipeline:
         self.tracks = TrackStore()
         self.lines = [LineCounter(line) for line in camera.lines]
         self.zones = {z.id: ZoneMonitor(z) for z in camera.zones}
+        self.junctions = JunctionMovements(list(camera.junctions))
         self.rules = RuleEngine(list(camera.rules))
         tamper_rule = next((r for r in camera.rules if isinstance(r, TamperingRule)), None)
         self.tamper = TamperCheck(tamper_rule) if tamper_rule else None
@@ -100,6 +105,9 @@ class CameraPipeline:
             for counter in self.lines:
                 crossings += counter.forget(ids)
         self._tally(current, crossings)
+        if gone:
+            # After the tally: an exit settled by the track's expiry still completes its movement.
+            self.junctions.forget({g.track_id for g in gone})
         known = {**self.tracks.tracks, **{g.track_id: g for g in gone}}
         health: FrameHealth | None = None
         if self.tamper is not None and t - self._tamper_at >= 0.5:
@@ -126,6 +134,9 @@ class CameraPipeline:
                 kmh = self.ground.speed_kmh(track) if track else None
                 if kmh is not None and kmh < 250:
                     current.speeds.setdefault((c.line_id, c.direction, c.cls), []).append(kmh)
+        for mv in self.junctions.update(crossings):
+            key = (mv.junction_id, mv.from_line, mv.to_line, mv.cls)
+            current.movements[key] = current.movements.get(key, 0) + 1
         self.crossings_total += len(crossings)
 
     def tick(self, now: datetime, health: set[HealthFlag] | None = None) -> None:
@@ -218,6 +229,10 @@ class CameraPipeline:
             ],
             zones=zones,
             speeds=speeds,
+            movements=[
+                Movement(junction_id=k[0], from_line=k[1], to_line=k[2], cls=k[3], count=v)
+                for k, v in sorted(b.movements.items())
+            ],
             frames=b.frames,
             fps=round(fps, 2),
             health=sorted(health),

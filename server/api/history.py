@@ -1,4 +1,5 @@
-"""History API for planners: volumes, peak hours, period comparison, incidents; JSON, CSV, Parquet."""
+"""History API for planners: volumes, peak hours, period comparison, incidents, turning movements;
+JSON, CSV, Parquet."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from citywatch.site import SiteConfig
 from server.api.deps import PoolDep, SiteDep
@@ -195,13 +197,64 @@ async def incidents(
 
 @router.get(
     "/turning-movements",
-    summary="Turning movements (not available: the site config does not pair entry and exit lines)",
-    status_code=status.HTTP_501_NOT_IMPLEMENTED,
-    responses={501: {"description": "Needs a junction definition in the site config; see docs/server.md."}},
+    summary="Turning movements: per junction, vehicles from each entry line to each exit line, by class",
 )
-async def turning_movements() -> None:
-    raise HTTPException(
-        status.HTTP_501_NOT_IMPLEMENTED,
-        "turning movements need entry/exit line pairs per junction (site config) or per-track "
-        "(entry line, exit line) counts from the edge; neither exists in contract v1 (see docs/server.md)",
+async def turning_movements(
+    *,
+    pool: PoolDep,
+    site: SiteDep,
+    start: StartQ,
+    end: EndQ,
+    camera_id: CameraQ = None,
+    format: FormatQ = "json",
+) -> Response:
+    """Sums over the count bins that start in ``[start, end)``. JSON: per junction of the chosen cameras
+    (every configured junction, with an empty matrix when nothing was counted) a ``matrix``
+    ``{from_line: {to_line: {cls: count}}}`` and its ``total``; CSV/Parquet: one row per cell."""
+    _check_range(start, end)
+    tz = ZoneInfo(site.site.timezone)
+    cams = _cameras(site, camera_id)
+    async with pool.connection() as conn:
+        rows = await queries.movement_counts(conn, cams, start, end)
+    for r in rows:
+        r["count"] = int(r["count"])
+    meta = {"site_id": site.site.id, "timezone": site.site.timezone}
+    if format != "json":
+        columns = ["camera_id", "junction_id", "from_line", "to_line", "cls", "count"]
+        return table_response(rows, columns, fmt=format, tz=tz, meta=meta, name="turning-movements")
+    junctions: dict[tuple[str, str], dict[str, Any]] = {}
+    for cam_id in cams:
+        for j in site.camera(cam_id).junctions:
+            junctions[(cam_id, j.id)] = {
+                "camera_id": cam_id,
+                "junction_id": j.id,
+                "name": j.name,
+                "entries": list(j.entries),
+                "exits": list(j.exits),
+                "matrix": {},
+                "total": 0,
+            }
+    for r in rows:
+        # A junction since removed from the config still has its stored movements.
+        out = junctions.setdefault(
+            (r["camera_id"], r["junction_id"]),
+            {
+                "camera_id": r["camera_id"],
+                "junction_id": r["junction_id"],
+                "name": "",
+                "entries": [],
+                "exits": [],
+                "matrix": {},
+                "total": 0,
+            },
+        )
+        out["matrix"].setdefault(r["from_line"], {}).setdefault(r["to_line"], {})[r["cls"]] = r["count"]
+        out["total"] += r["count"]
+    return JSONResponse(
+        {
+            **meta,
+            "start": start.astimezone(tz).isoformat(),
+            "end": end.astimezone(tz).isoformat(),
+            "junctions": [junctions[k] for k in sorted(junctions)],
+        }
     )

@@ -19,7 +19,15 @@ ROLLUPS: dict[str, tuple[str, str, str]] = {
     "counts_1d": ("70 days", "1 day", "1 hour"),
     "count_bins_1d": ("70 days", "1 day", "1 hour"),
 }
-RAW_TABLES = ("counts", "count_bins", "zone_occupancy", "speeds", "heartbeats", "camera_status")
+RAW_TABLES = (
+    "counts",
+    "count_bins",
+    "zone_occupancy",
+    "speeds",
+    "movements",
+    "heartbeats",
+    "camera_status",
+)
 COMPRESSED = ("counts", "count_bins", "heartbeats")
 
 

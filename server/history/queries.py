@@ -249,3 +249,21 @@ async def incident_counts(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_INCIDENTS, {"start": start, "end": end, "cams": list(cameras)})
         return await cur.fetchall()
+
+
+_MOVEMENTS: LiteralString = """
+SELECT camera_id, junction_id, from_line, to_line, cls, sum(count)::bigint AS count
+FROM movements
+WHERE bin_start >= %(start)s AND bin_start < %(end)s AND camera_id = ANY(%(cams)s)
+GROUP BY camera_id, junction_id, from_line, to_line, cls
+ORDER BY camera_id, junction_id, from_line, to_line, cls
+"""
+
+
+async def movement_counts(
+    conn: AConn, cameras: Sequence[str], start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Turning movements of bins starting in ``[start, end)`` by camera, junction, entry, exit and class."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_MOVEMENTS, {"start": start, "end": end, "cams": list(cameras)})
+        return await cur.fetchall()

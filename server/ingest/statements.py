@@ -88,6 +88,12 @@ SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::
                      %b::real[], %b::real[])
 ON CONFLICT DO NOTHING
 """
+MOVEMENTS: LiteralString = """
+INSERT INTO movements (camera_id, bin_start, junction_id, from_line, to_line, cls, count)
+SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::text[],
+                     %b::int[])
+ON CONFLICT DO NOTHING
+"""
 STATUS: LiteralString = """
 INSERT INTO camera_status (camera_id, ts, msg_id, edge_id, seq, state, reason, health)
 SELECT c, t, m, e, s, st, r, string_to_array(h, ',')

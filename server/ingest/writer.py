@@ -194,6 +194,20 @@ class BatchWriter:
                     [s.p85_kmh for _, s in speeds],
                 ),
             )
+        self._movements(conn, stored)
+
+    def _movements(self, conn: Conn, stored: list[CountsMessage]) -> None:
+        """Movements of the bins inserted just now (so a re-sent bin adds nothing), like counts."""
+        cells: dict[tuple[str, datetime, str, str, str, str], int] = {}
+        for m in stored:
+            for mv in m.movements:
+                # A cell repeated within one message is summed, as for counts.
+                key = (m.camera_id, m.bin_start, mv.junction_id, mv.from_line, mv.to_line, mv.cls)
+                cells[key] = cells.get(key, 0) + mv.count
+        if not cells:
+            return
+        columns = [list(col) for col in zip(*cells, strict=True)]
+        conn.execute(sql.MOVEMENTS, (*columns, list(cells.values())))
 
     def _snapshot(self, conn: Conn, m: IncidentMessage) -> int | None:
         if m.snapshot is None:

@@ -174,3 +174,71 @@ def test_cli_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert "cameras[0].lines[0].points (line 8)" in err
     assert main(["config", "check", str(tmp_path / "missing.yaml")]) == 1
+
+
+JUNCTION = GOOD.replace(
+    "    zones:\n",
+    "      - {id: L2, points: [[0.5, 0.0], [0.5, 1.0]], directions: {positive: east, negative: west}}\n"
+    "    junctions:\n"
+    "      - {id: j1, name: Main x Side, entries: [L1, L2], exits: [L1, L2]}\n"
+    "    zones:\n",
+    1,
+)
+
+
+def test_junction_parses_with_a_two_way_approach() -> None:
+    cam = parse_site(JUNCTION, env={}).camera("c1")
+    assert [(j.id, j.entries, j.exits) for j in cam.junctions] == [("j1", ["L1", "L2"], ["L1", "L2"])]
+    assert parse_site(GOOD, env={}).camera("c1").junctions == []  # optional
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "words"),
+    [
+        pytest.param(
+            "entries: [L1, L2]",
+            "entries: [L1, L9]",
+            "cameras[0].junctions[0].entries[1]",
+            "unknown line 'L9'",
+            id="unknown-entry-line",
+        ),
+        pytest.param(
+            "exits: [L1, L2]",
+            "exits: [nowhere]",
+            "cameras[0].junctions[0].exits[0]",
+            "unknown line 'nowhere'",
+            id="unknown-exit-line",
+        ),
+        pytest.param(
+            "exits: [L1, L2]", "exits: []", "cameras[0].junctions[0].exits", "at least 1", id="no-exit"
+        ),
+        pytest.param(
+            "entries: [L1, L2]", "entries: []", "cameras[0].junctions[0].entries", "at least 1", id="no-entry"
+        ),
+        pytest.param(
+            "entries: [L1, L2]",
+            "entries: [L2, L2]",
+            "cameras[0].junctions[0].entries[1]",
+            "listed twice",
+            id="entry-twice",
+        ),
+        pytest.param(
+            "exits: [L1, L2]}",
+            "exits: [L1, L2]}\n      - {id: j1, entries: [L1], exits: [L2]}",
+            "cameras[0].junctions[1].id",
+            "duplicate id 'j1'",
+            id="duplicate-junction",
+        ),
+        pytest.param(
+            "name: Main x Side,",
+            "colour: red,",
+            "cameras[0].junctions[0].colour",
+            "Extra inputs",
+            id="unknown-junction-key",
+        ),
+    ],
+)
+def test_bad_junction_names_the_path(old: str, new: str, path: str, words: str) -> None:
+    assert old in JUNCTION
+    errors = _errors(JUNCTION.replace(old, new, 1))
+    assert any(e.startswith(path) and words in e for e in errors), errors

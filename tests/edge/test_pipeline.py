@@ -18,6 +18,7 @@ from citywatch.site import (
     Directions,
     FileSource,
     IntrusionRule,
+    Junction,
     LatLon,
     LoiteringRule,
     StoppedVehicleRule,
@@ -236,3 +237,89 @@ def test_an_id_hop_across_the_line_is_not_wrong_way() -> None:
     hop += [[(3, "motorcycle", 0.72, 0.75 - 0.005 * f)] for f in range(20)]
     cam = camera(zones=[], rules=[WrongWayRule(id="ww", line="L1", expected="north", end_after_s=1.0)])
     assert not [m for m in run(cam, hop + [[]] * 20) if isinstance(m, IncidentMessage)]
+
+
+# A junction: L1 (horizontal, y=0.5) and L2 (vertical, x=0.5), both two-way approaches.
+LINE2 = CountingLine(
+    id="L2", points=[(0.5, 0.0), (0.5, 1.0)], directions=Directions(positive="west", negative="east")
+)
+JUNCTION = Junction(id="j1", name="Main x Side", entries=["L1", "L2"], exits=["L1", "L2"])
+Frames = list[list[tuple[int, str, float, float]]]
+
+
+def _up_then_right(tid: int, cls: str = "car") -> Frames:
+    """Enters over L1 going north at x=0.3, then turns right and leaves over L2 at y=0.3."""
+    up = [[(tid, cls, 0.3, float(y))] for y in np.linspace(0.8, 0.3, 20)]
+    right = [[(tid, cls, float(x), 0.3)] for x in np.linspace(0.3, 0.8, 20)]
+    return up + right
+
+
+def _left_then_down(tid: int, cls: str = "car") -> Frames:
+    """Enters over L2 going west at y=0.3, then turns left and leaves over L1 at x=0.3."""
+    left = [[(tid, cls, float(x), 0.3)] for x in np.linspace(0.8, 0.3, 20)]
+    down = [[(tid, cls, 0.3, float(y))] for y in np.linspace(0.3, 0.8, 20)]
+    return left + down
+
+
+def _movements(msgs: list[Envelope]) -> dict[tuple[str, str, str, str], int]:
+    out: dict[tuple[str, str, str, str], int] = {}
+    for m in msgs:
+        if isinstance(m, CountsMessage):
+            for mv in m.movements:
+                key = (mv.junction_id, mv.from_line, mv.to_line, mv.cls)
+                out[key] = out.get(key, 0) + mv.count
+    return out
+
+
+def _together(*paths: Frames) -> Frames:
+    """Play several objects' paths at the same time (frame i holds every path's i-th position)."""
+    n = max(len(p) for p in paths)
+    return [[obj for p in paths if i < len(p) for obj in p[i]] for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("frames", "want"),
+    [
+        pytest.param(_up_then_right(1), {("j1", "L1", "L2", "car"): 1}, id="L1-to-L2"),
+        pytest.param(_left_then_down(1), {("j1", "L2", "L1", "car"): 1}, id="two-way-L2-to-L1"),
+        pytest.param([[(1, "car", 0.3, float(y))] for y in np.linspace(0.8, 0.3, 20)], {}, id="entry-only"),
+        pytest.param(
+            _together(_up_then_right(1), _up_then_right(2, "motorcycle")[5:], _up_then_right(3)[10:]),
+            {("j1", "L1", "L2", "car"): 2, ("j1", "L1", "L2", "motorcycle"): 1},
+            id="three-objects",
+        ),
+        pytest.param(
+            # Back over L2 after leaving: still one movement for this object and junction.
+            _up_then_right(1)
+            + [[(1, "car", 0.8, float(y))] for y in np.linspace(0.3, 0.8, 10)]
+            + [[(1, "car", float(x), 0.8)] for x in np.linspace(0.8, 0.2, 20)],
+            {("j1", "L1", "L2", "car"): 1},
+            id="once-per-junction",
+        ),
+    ],
+)
+def test_turning_movements(frames: Frames, want: dict[tuple[str, str, str, str], int]) -> None:
+    cam = camera(lines=[LINE, LINE2], zones=[], junctions=[JUNCTION])
+    msgs = run(cam, [*frames, *[[] for _ in range(20)]], bin_seconds=60)
+    assert _movements(msgs) == want
+    # the plain line counts are unchanged by the junction
+    counts = [m for m in msgs if isinstance(m, CountsMessage)]
+    assert sum(c.count for m in counts for c in m.lines) >= sum(want.values())
+
+
+def test_camera_without_junctions_sends_no_movements() -> None:
+    msgs = run(camera(lines=[LINE, LINE2], zones=[]), _up_then_right(1), bin_seconds=60)
+    counts = [m for m in msgs if isinstance(m, CountsMessage)]
+    assert sum(c.count for m in counts for c in m.lines) == 2 and _movements(msgs) == {}
+
+
+def test_junction_state_is_forgotten_when_the_track_expires() -> None:
+    cam = camera(lines=[LINE, LINE2], zones=[], junctions=[JUNCTION])
+    pipe = CameraPipeline(cam, 60, Emitter("site", "edge", cam.id, "citywatch", MemorySink()))
+    frames: Frames = [[(1, "car", 0.3, float(y))] for y in np.linspace(0.8, 0.3, 20)]
+    det = ScriptedDetector(frames + [[] for _ in range(80)])  # 8 s unseen: the track expires (5 s)
+    for i in range(100):
+        pipe.process(image(), at(i), det.track(image()))
+        if i == 30:
+            assert pipe.junctions.open_entries == 1
+    assert pipe.junctions.open_entries == 0

@@ -205,7 +205,7 @@ def test_incident_counts_by_type_and_place(client: TestClient) -> None:
             404,
         ),
         ("/api/v1/history/volume", {"start": START.isoformat(), "end": END.isoformat(), "bin": "7m"}, 422),
-        ("/api/v1/history/turning-movements", {}, 501),
+        ("/api/v1/history/turning-movements", {}, 422),
         ("/docs", {}, 200),
         ("/openapi.json", {}, 200),
         ("/healthz", {}, 200),

@@ -20,7 +20,11 @@ def test_migrate_applies_once_and_records_checksums(fresh_db: str) -> None:
         first = migrate(conn, "Asia/Ho_Chi_Minh", "auto")
         assert first.backend == "plain"  # the local PostgreSQL has no timescaledb
         assert "0001_core" in first.applied and "0002_rollup_tables" in first.applied
-        assert first.skipped == ["0003_timescale", "0006_bin_totals_timescale"]
+        assert first.skipped == [
+            "0003_timescale",
+            "0006_bin_totals_timescale",
+            "0008_movements_timescale",
+        ]
         again = migrate(conn, "Asia/Ho_Chi_Minh", "auto")
         assert again.applied == [] and again.skipped == []
         rows = conn.execute(
@@ -29,7 +33,15 @@ def test_migrate_applies_once_and_records_checksums(fresh_db: str) -> None:
         files = load_migrations()
         assert [(r[0], r[1]) for r in rows] == [(m.version, m.checksum) for m in files]
         assert storage_backend(conn) == "plain"
-        for table in ("counts", "count_bins", "counts_1h", "count_bins_1d", "dead_letters", "seq_gaps"):
+        for table in (
+            "counts",
+            "count_bins",
+            "counts_1h",
+            "count_bins_1d",
+            "movements",
+            "dead_letters",
+            "seq_gaps",
+        ):
             assert conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (table,)
 
 
@@ -71,7 +83,7 @@ def test_upgrade_backfills_bin_totals(database_url: str) -> None:
                 "health_mask) VALUES ('c', '2025-12-31T17:00Z', 1, 60, 1, 1, 0)"
             )
             result = migrate(conn, "Asia/Ho_Chi_Minh", "auto")
-            assert result.applied == ["0004_bin_totals", "0005_bin_totals_rollups"]
+            assert result.applied == ["0004_bin_totals", "0005_bin_totals_rollups", "0007_movements"]
             assert conn.execute("SELECT total FROM count_bins").fetchone() == (7,)
             assert conn.execute("SELECT total FROM count_bins_1d").fetchone() == (7,)
     finally:

@@ -18,14 +18,17 @@ from typing import Any
 import psycopg
 import pytest
 
+from contract import Movement
 from server.db.migrate import migrate
 from server.db.timescale import ROLLUPS, apply_policies
 from server.history import queries
 from server.ingest.writer import BatchWriter
 from server.settings import Settings
 from tests.conftest import in_ci
+from tests.server.helpers import counts
 from tests.server.history_data import START, TZ, expected_volume, generate, store
 from tests.server.server_proc import free_port
+from tests.server.test_writer import acc
 
 pytestmark = pytest.mark.timescale
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +78,8 @@ def loaded(dsn: str) -> str:
             "0003_timescale",
             "0004_bin_totals",
             "0006_bin_totals_timescale",
+            "0007_movements",
+            "0008_movements_timescale",
         ]
         assert result.skipped == ["0002_rollup_tables", "0005_bin_totals_rollups"]
         apply_policies(conn, Settings.from_env({"CITYWATCH_TS_RAW_RETENTION": "3 years"}))
@@ -87,7 +92,7 @@ def test_timescale_objects_exist(loaded: str) -> None:
         hypertables = {
             r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")
         }
-        assert {"counts", "count_bins", "heartbeats", "camera_status"} <= hypertables
+        assert {"counts", "count_bins", "movements", "heartbeats", "camera_status"} <= hypertables
         caggs = {
             r[0] for r in conn.execute("SELECT view_name FROM timescaledb_information.continuous_aggregates")
         }
@@ -98,6 +103,7 @@ def test_timescale_objects_exist(loaded: str) -> None:
         }
         assert ("policy_compression", "counts") in jobs
         assert ("policy_retention", "counts") in jobs
+        assert ("policy_retention", "movements") in jobs
         assert sum(1 for j in jobs if j[0] == "policy_refresh_continuous_aggregate") == len(ROLLUPS)
 
 
@@ -149,3 +155,30 @@ def test_history_queries_match_raw_sums_after_refresh(loaded: str) -> None:
         materialized = conn.execute("SELECT count(*) FROM _timescaledb_catalog.continuous_agg").fetchone()
         assert materialized is not None and materialized[0] == len(ROLLUPS)
     asyncio.run(_all_queries(loaded))
+
+
+def test_movements_are_stored_once_in_their_hypertable(loaded: str) -> None:
+    msg = counts(SITE, "cam-tm", 1, START, bin_s=300).model_copy(
+        update={"movements": [Movement(junction_id="j1", from_line="L1", to_line="L2", cls="car", count=3)]}
+    )
+    writer = BatchWriter("timescale", "Asia/Ho_Chi_Minh")
+    with psycopg.connect(loaded, autocommit=True, prepare_threshold=None) as conn:
+        writer.write(conn, [acc(msg)])
+        writer.write(conn, [acc(msg)])  # redelivered
+
+    async def read() -> list[dict[str, Any]]:
+        async with await psycopg.AsyncConnection.connect(
+            loaded, autocommit=True, prepare_threshold=None
+        ) as conn:
+            return await queries.movement_counts(conn, ["cam-tm"], START, END)
+
+    assert asyncio.run(read()) == [
+        {
+            "camera_id": "cam-tm",
+            "junction_id": "j1",
+            "from_line": "L1",
+            "to_line": "L2",
+            "cls": "car",
+            "count": 3,
+        }
+    ]
