@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import psycopg
@@ -164,36 +164,14 @@ class BatchWriter:
                     "tz": self.timezone,
                 },
             )
-        zones = [(m, z) for m in stored for z in m.zones]
-        if zones:
-            conn.execute(
-                sql.ZONES,
-                (
-                    [m.camera_id for m, _ in zones],
-                    [m.bin_start for m, _ in zones],
-                    [z.zone_id for _, z in zones],
-                    [z.cls for _, z in zones],
-                    [z.mean_count for _, z in zones],
-                    [z.max_count for _, z in zones],
-                    [z.entries for _, z in zones],
-                    [z.mean_dwell_s for _, z in zones],
-                ),
-            )
-        speeds = [(m, s) for m in stored for s in m.speeds]
-        if speeds:
-            conn.execute(
-                sql.SPEEDS,
-                (
-                    [m.camera_id for m, _ in speeds],
-                    [m.bin_start for m, _ in speeds],
-                    [s.line_id for _, s in speeds],
-                    [s.direction for _, s in speeds],
-                    [s.cls for _, s in speeds],
-                    [s.n for _, s in speeds],
-                    [s.mean_kmh for _, s in speeds],
-                    [s.p85_kmh for _, s in speeds],
-                ),
-            )
+        _insert_children(
+            conn, sql.ZONES, [(m, z) for m in stored for z in m.zones],
+            ("zone_id", "cls", "mean_count", "max_count", "entries", "mean_dwell_s"),
+        )  # fmt: skip
+        _insert_children(
+            conn, sql.SPEEDS, [(m, s) for m in stored for s in m.speeds],
+            ("line_id", "direction", "cls", "n", "mean_kmh", "p85_kmh"),
+        )  # fmt: skip
         self._movements(conn, stored)
 
     def _movements(self, conn: Conn, stored: list[CountsMessage]) -> None:
@@ -434,5 +412,21 @@ class BatchWriter:
                 [r.msg_id for r in rejected],
                 [len(r.incoming.payload) for r in rejected],
                 [r.incoming.payload[:DEAD_LETTER_PAYLOAD_MAX] for r in rejected],
+            ),
+        )
+
+
+def _insert_children(
+    conn: Conn, statement: LiteralString, rows: list[tuple[CountsMessage, Any]], fields: tuple[str, ...]
+) -> None:
+    """Insert the per-bin child rows (zones, speeds) of stored bins as one statement of arrays:
+    camera ids, bin starts, then one array per field."""
+    if rows:
+        conn.execute(
+            statement,
+            (
+                [m.camera_id for m, _ in rows],
+                [m.bin_start for m, _ in rows],
+                *([getattr(child, f) for _, child in rows] for f in fields),
             ),
         )

@@ -148,3 +148,35 @@ def test_rollups_equal_raw_sums(conn: psycopg.Connection[tuple[object, ...]], wr
     assert one(conn, "SELECT sum(count) FROM counts_1d WHERE camera_id = %s", cam) == sum(
         i % 7 + 1 for i in range(600)
     )
+
+
+def test_zone_occupancy_and_speeds_are_stored_once(
+    conn: psycopg.Connection[tuple[object, ...]], writer: BatchWriter
+) -> None:
+    from contract import SpeedStat, ZoneOccupancy
+
+    base = counts(SITE, "cam-zs", 1, T0)
+    m = base.model_copy(
+        update={
+            "zones": [
+                ZoneOccupancy(
+                    zone_id="z1", cls="car", mean_count=1.5, max_count=3, entries=4, mean_dwell_s=12.0
+                ),
+                ZoneOccupancy(zone_id="z1", cls="person", mean_count=0.2, max_count=1, entries=1),
+            ],
+            "speeds": [
+                SpeedStat(line_id="L1", direction="north", cls="car", n=3, mean_kmh=41.5, p85_kmh=48.0)
+            ],
+        }
+    )
+    writer.write(conn, [acc(m)])
+    writer.write(conn, [acc(m)])  # redelivered: nothing more
+    rows = conn.execute(
+        b"SELECT zone_id, cls, max_count, entries, mean_dwell_s FROM zone_occupancy "
+        b"WHERE camera_id = 'cam-zs' ORDER BY cls"
+    ).fetchall()
+    assert rows == [("z1", "car", 3, 4, 12.0), ("z1", "person", 1, 1, None)]
+    speeds = conn.execute(
+        b"SELECT cls, n, mean_kmh, p85_kmh FROM speeds WHERE camera_id = 'cam-zs'"
+    ).fetchall()
+    assert speeds == [("car", 3, 41.5, 48.0)]
