@@ -364,10 +364,6 @@ def _locate(root: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[str, in
     return path, line
 
 
-def _node_line(root: yaml.Node | None, path: tuple[int | str, ...]) -> int | None:
-    return _locate(root, path)[1]
-
-
 def _semantic_issues(cfg: SiteConfig) -> Iterator[tuple[tuple[int | str, ...], str]]:
     seen: dict[str, int] = {}
     for ci, cam in enumerate(cfg.cameras):

@@ -330,8 +330,3 @@ def parse_message(payload: bytes | str, topic: Topic | None = None) -> Message:
 def dump_message(message: Envelope) -> bytes:
     """Serialize a message to its wire form (compact JSON, UTF-8)."""
     return message.model_dump_json(exclude_none=True).encode()
-
-
-def now_utc() -> datetime:
-    """The current time, timezone-aware UTC (the only kind of time the contract carries)."""
-    return datetime.now(UTC)

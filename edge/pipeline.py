@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -295,9 +295,3 @@ class CameraPipeline:
         if "condition" in ep.details:
             text += f" ({ep.details['condition']})"
         return text[:500]
-
-
-def bin_bounds(t: datetime, bin_seconds: int) -> tuple[datetime, datetime]:
-    """The aligned bin containing ``t``."""
-    start = math.floor(t.timestamp() / bin_seconds) * bin_seconds
-    return _ts(start), _ts(start) + timedelta(seconds=bin_seconds)
