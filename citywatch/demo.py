@@ -99,7 +99,9 @@ def _broker(workdir: Path) -> Iterator[str]:
         (workdir / "mosquitto").mkdir(exist_ok=True)
         conf.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir / 'mosquitto'}/\nmax_queued_messages 200000\n",
+            f"persistence_location {workdir / 'mosquitto'}/\nmax_queued_messages 200000\n"
+            # As root Mosquitto would drop to its own user and could not write its persistence here.
+            + ("user root\n" if os.geteuid() == 0 else ""),
             encoding="utf-8",
         )
         proc = subprocess.Popen(

@@ -3,6 +3,8 @@ start; the shared broker on 1883 is never touched."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -34,6 +36,13 @@ def wait_port(port: int, up: bool = True, timeout: float = 10.0) -> None:
     raise TimeoutError(f"port {port} did not {'open' if up else 'close'}")
 
 
+def _keep_user() -> str:
+    """Started as root, Mosquitto drops to the `mosquitto` user and then cannot read the test's files
+    or save its persistence in the test's folder (a restart would silently lose every session): keep
+    the user that runs the tests."""
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+
+
 class Broker:
     def __init__(self, workdir: Path, extra_conf: str = "", *, allow_anonymous: bool = True) -> None:
         if not Path(MOSQUITTO).exists():
@@ -46,7 +55,7 @@ class Broker:
             f"listener {self.port} 127.0.0.1\nallow_anonymous {str(allow_anonymous).lower()}\n"
             f"persistence true\n"
             f"persistence_location {self.dir}/\nautosave_interval 1\nmax_queued_messages 100000\n"
-            f"max_inflight_messages 100\n{extra_conf}\n",
+            f"max_inflight_messages 100\n{_keep_user()}{extra_conf}\n",
             encoding="utf-8",
         )
         self.proc: subprocess.Popen[bytes] | None = None

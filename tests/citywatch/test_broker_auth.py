@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import queue
 import shutil
 import stat
@@ -223,9 +222,8 @@ def secured(tmp_path: Path, unique: str) -> Iterator[tuple[Broker, str, dict[str
     }
     broker = Broker(
         tmp_path / "broker",
-        # Run as the test's own user: as root, Mosquitto would otherwise switch to `mosquitto`, which
-        # cannot enter pytest's 0700 tmp folders (deployments hand it the file with --owner instead).
-        f"user {pwd.getpwuid(os.geteuid()).pw_name}\npassword_file {files.passwd}\nacl_file {files.acl}\n",
+        # The Broker helper keeps the test's own user (deployments hand the file over with --owner).
+        f"password_file {files.passwd}\nacl_file {files.acl}\n",
         allow_anonymous=False,
     )
     broker.start()

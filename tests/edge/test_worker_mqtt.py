@@ -81,6 +81,8 @@ def test_edge_run_loses_nothing_when_the_broker_goes_away(tmp_path: Path, unique
     collector = Collector(broker.port, prefix)
     assert collector.subscribed.wait(10)
     broker.stop()  # the broker is down when the worker starts
+    # The collector's session (and what is queued for it) survives the restart only if it was saved.
+    assert (tmp_path / "broker" / "mosquitto.db").exists(), "the broker could not save its sessions"
 
     site = tmp_path / "site.yaml"
     site.write_text(
