@@ -36,10 +36,12 @@ def wait_port(port: int, up: bool = True, timeout: float = 10.0) -> None:
     raise TimeoutError(f"port {port} did not {'open' if up else 'close'}")
 
 
-def _keep_user() -> str:
+def _keep_user(extra_conf: str) -> str:
     """Started as root, Mosquitto drops to the `mosquitto` user and then cannot read the test's files
     or save its persistence in the test's folder (a restart would silently lose every session): keep
     the user that runs the tests."""
+    if any(line.startswith("user ") for line in extra_conf.splitlines()):
+        return ""  # the caller chose
     return f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
 
 
@@ -55,7 +57,7 @@ class Broker:
             f"listener {self.port} 127.0.0.1\nallow_anonymous {str(allow_anonymous).lower()}\n"
             f"persistence true\n"
             f"persistence_location {self.dir}/\nautosave_interval 1\nmax_queued_messages 100000\n"
-            f"max_inflight_messages 100\n{_keep_user()}{extra_conf}\n",
+            f"max_inflight_messages 100\n{_keep_user(extra_conf)}{extra_conf}\n",
             encoding="utf-8",
         )
         self.proc: subprocess.Popen[bytes] | None = None

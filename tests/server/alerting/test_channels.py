@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pwd
 import queue
 import time
 from pathlib import Path
@@ -277,7 +275,7 @@ cameras:
     env = read_env_file(env_file)
     broker = Broker(
         tmp_path / "broker",
-        f"user {pwd.getpwuid(os.geteuid()).pw_name}\npassword_file {files.passwd}\nacl_file {files.acl}\n",
+        f"password_file {files.passwd}\nacl_file {files.acl}\n",
         allow_anonymous=False,
     )
     broker.start()
