@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from citywatch.alerting import AlertingSection
 from citywatch.geometry import polygon_area, polygon_self_intersection
 from contract.messages import Severity
 from contract.topics import ID_PATTERN
@@ -282,6 +283,9 @@ class SiteConfig(_Strict):
     site: SiteInfo
     mqtt_prefix: str = Field(default="citywatch", pattern=r"^[A-Za-z0-9_-]+$")
     cameras: list[Camera] = Field(min_length=1)
+    alerting: AlertingSection = Field(
+        default_factory=AlertingSection, description="Alert rules, delivery channels and SLA targets."
+    )
 
     def camera(self, camera_id: str) -> Camera:
         for cam in self.cameras:

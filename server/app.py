@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,11 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from citywatch.site import SiteConfig
-from server.api import history, live, ops
+from server.alerting.engine import AlertEngine
+from server.api import auth, history, incidents, live, ops
+from server.auth.deps import require
+from server.auth.ratelimit import LoginLimiter
+from server.auth.roles import Perm
 from server.ingest.service import IngestService
 from server.live import LiveHub
 from server.metrics import Metrics
@@ -23,10 +28,23 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings, site: SiteConfig, *, ingest: bool = True, metrics: Metrics | None = None
+    settings: Settings,
+    site: SiteConfig,
+    *,
+    ingest: bool = True,
+    metrics: Metrics | None = None,
+    alerting: bool | None = None,
 ) -> FastAPI:
-    """Build the app; the database must already be migrated (``server.main.prepare``)."""
+    """Build the app; the database must already be migrated (``server.main.prepare``).
+
+    ``alerting`` runs the alert engine (default: ``settings.alerting`` when ingest runs)."""
     dsn = settings.database_url.get_secret_value()
+    run_alerts = (settings.alerting and ingest) if alerting is None else alerting
+    if settings.jwt_secret is not None:
+        jwt_secret = settings.jwt_secret.get_secret_value()
+    else:
+        jwt_secret = secrets.token_urlsafe(48)
+        log.warning("CITYWATCH_JWT_SECRET is unset: using a random key; tokens end when this process does")
     shared_metrics = metrics or Metrics()
 
     @asynccontextmanager
@@ -48,9 +66,15 @@ def create_app(
         service = IngestService(settings, site, shared_metrics) if ingest else None
         if service is not None:
             await asyncio.to_thread(service.start)
+        engine = AlertEngine(settings, site) if run_alerts else None
+        app.state.alerts = engine
+        if engine is not None:
+            await asyncio.to_thread(engine.start)
         try:
             yield
         finally:
+            if engine is not None:
+                await asyncio.to_thread(engine.stop)
             if service is not None:
                 await asyncio.to_thread(service.stop)
             await hub.stop()
@@ -63,9 +87,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings, app.state.site, app.state.metrics = settings, site, shared_metrics
+    app.state.jwt_secret, app.state.login_limiter = jwt_secret, LoginLimiter()
+    app.state.scoped_sites, app.state.alerts = {}, None
+    # Only /healthz and the login are open; the page and its static files hold no data.
     app.include_router(ops.router)
-    app.include_router(history.router)
-    app.include_router(live.router)
-    app.include_router(live.snapshots)
+    app.include_router(ops.metrics_router, dependencies=[require(Perm.METRICS)])
+    app.include_router(auth.router)
+    app.include_router(history.router, dependencies=[require(Perm.HISTORY)])
+    app.include_router(live.router, dependencies=[require(Perm.LIVE)])
+    app.include_router(live.ws_router)
+    app.include_router(incidents.router)
     web.mount(app)
     return app

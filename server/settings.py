@@ -38,6 +38,10 @@ _ENV: dict[str, str] = {
     "CITYWATCH_TS_RAW_RETENTION": "ts_raw_retention",
     "CITYWATCH_TS_ROLLUP_RETENTION": "ts_rollup_retention",
     "CITYWATCH_DB_WAIT_S": "db_wait_s",
+    "CITYWATCH_JWT_SECRET": "jwt_secret",
+    "CITYWATCH_TOKEN_TTL_S": "token_ttl_s",
+    "CITYWATCH_PUBLIC_URL": "public_url",
+    "CITYWATCH_ALERTING": "alerting",
 }
 
 
@@ -84,6 +88,17 @@ class Settings(BaseModel):
     ts_raw_retention: str | None = Field(default=None, description="Drop raw chunks older (e.g. '2 years').")
     ts_rollup_retention: str | None = Field(default=None, description="Drop rollup data older than this.")
     db_wait_s: float = Field(default=60.0, ge=0, description="How long start-up waits for the database.")
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Key that signs access tokens; set the same on every instance. Unset: a random key "
+        "per process (tokens then end with a restart).",
+    )
+    token_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400, description="Access token lifetime.")
+    public_url: str = Field(
+        default="", description="The server's address as users reach it (links in alerts); '' = relative."
+    )
+    alerting: bool = Field(default=True, description="Run the alert engine (rules, channels, escalation).")
 
     @property
     def mqtt_host_port(self) -> tuple[str, int, bool]:

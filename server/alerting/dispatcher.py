@@ -54,6 +54,7 @@ class DeliveryAttempt:
     duration_s: float
     at: datetime
     final: bool  # no further attempt follows (delivered, permanent failure or attempts used up)
+    escalation_level: int = 0
 
 
 Recorder = Callable[[DeliveryAttempt], Awaitable[None]]
@@ -146,6 +147,7 @@ class Dispatcher:
             duration_s=duration,
             at=datetime.now(UTC),
             final=final,
+            escalation_level=alert.escalation_level,
         )
         try:
             await self._record(record)

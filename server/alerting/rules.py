@@ -8,94 +8,26 @@ from __future__ import annotations
 import zoneinfo
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime, time
-from typing import Annotated, Literal, TypeVar
+from datetime import datetime
+from typing import TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from citywatch.alerting import AlertRule, DedupField, EscalationStep, TimeWindow
 from citywatch.site import TimeZoneName
-from contract.messages import IncidentEvent, IncidentMessage, IncidentType, Severity
-from contract.topics import ID_PATTERN
+from contract.messages import IncidentEvent, IncidentMessage, Severity
 
-Id = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier: letters, digits, '_' and '-'.")]
-DedupField = Literal["type", "rule", "camera", "group", "zone", "line"]
+__all__ = ["AlertRule", "AlertingConfig", "Deduplicator", "EscalationStep", "TimeWindow", "match"]
 
 _K = TypeVar("_K", bound=tuple[object, ...])
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TimeWindow(_Strict):
-    """Local time of day ``[start, end)`` in the site's time zone; ``start > end`` crosses midnight."""
-
-    start: time = Field(description="Local start time, e.g. 22:00.")
-    end: time = Field(description="Local end time (exclusive), e.g. 06:00.")
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> TimeWindow:
-        if self.start == self.end:
-            raise ValueError("start and end are equal; leave the window out to match all day")
-        return self
-
-    def contains(self, local: time) -> bool:
-        local = local.replace(tzinfo=None)
-        if self.start < self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-
-class EscalationStep(_Strict):
-    after_s: float = Field(gt=0, description="Seconds after the alert without acknowledgement.")
-    channels: list[Id] = Field(min_length=1, description="Channels notified at this step.")
-
-
-class AlertRule(_Strict):
-    """One rule. Empty match lists match everything; the match fields must all agree."""
-
-    id: Id
-    description: str = Field(default="", description="What the rule is for.")
-    enabled: bool = True
-    types: list[IncidentType] = Field(default_factory=list, description="Incident types; empty: any.")
-    min_severity: Severity = Field(default=Severity.INFO, description="Lowest severity that alerts.")
-    cameras: list[Id] = Field(default_factory=list, description="Camera ids; empty: any.")
-    groups: list[Id] = Field(default_factory=list, description="Camera groups; empty: any.")
-    zones: list[Id] = Field(default_factory=list, description="Zone ids; empty: any (or none).")
-    window: TimeWindow | None = Field(default=None, description="Only at these local times of day.")
-    channels: list[Id] = Field(min_length=1, description="Channels notified first.")
-    cooldown_s: float = Field(
-        default=300.0, ge=0, description="The same dedup key alerts again only after this long."
-    )
-    dedup_key: tuple[DedupField, ...] = Field(
-        default=("type", "zone", "line", "group"),
-        min_length=1,
-        description="Incidents equal on these fields within the cooldown are one event (several cameras "
-        "seeing the same thing).",
-    )
-    max_age_s: float | None = Field(
-        default=900.0,
-        gt=0,
-        description="Incidents reported longer ago than this do not alert (an edge replaying its outbox "
-        "after an outage); null: no limit.",
-    )
-    escalation: list[EscalationStep] = Field(
-        default_factory=list, description="Further channels while the alert stays unacknowledged."
-    )
-
-    @field_validator("escalation")
-    @classmethod
-    def _increasing(cls, steps: list[EscalationStep]) -> list[EscalationStep]:
-        times = [s.after_s for s in steps]
-        if times != sorted(set(times)):
-            raise ValueError("escalation steps must have strictly increasing after_s")
-        return steps
-
-
-class AlertingConfig(_Strict):
+class AlertingConfig(BaseModel):
     """The alert rules of one site."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     timezone: TimeZoneName = Field(description="IANA time zone the rule windows are written in (the site's).")
     rules: list[AlertRule] = Field(default_factory=list)

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
 from citywatch.site import SiteConfig
+from server.auth.deps import PrincipalDep
 from server.live import LiveHub
 from server.metrics import Metrics
 from server.settings import Settings
@@ -18,9 +19,18 @@ def _pool(request: Request) -> AsyncConnectionPool[Any]:
     return pool
 
 
-def _site(request: Request) -> SiteConfig:
+async def _site(request: Request, principal: PrincipalDep) -> SiteConfig:
+    """The site as the caller may see it: only the cameras of its camera groups (all when unscoped)."""
     site: SiteConfig = request.app.state.site
-    return site
+    if principal.camera_groups is None:
+        return site
+    cache: dict[tuple[str, ...], SiteConfig] = request.app.state.scoped_sites
+    key = principal.camera_groups
+    if key not in cache:
+        cams = [c for c in site.cameras if c.group in key]
+        # Not re-validated: a scope may hold no camera at all (then every list is empty).
+        cache[key] = site.model_copy(update={"cameras": cams})
+    return cache[key]
 
 
 def _settings(request: Request) -> Settings:

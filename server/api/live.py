@@ -9,16 +9,19 @@ from typing import Any, LiteralString
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Response, WebSocket, WebSocketDisconnect, status
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from citywatch.site import SiteConfig
-from server.api.deps import PoolDep, SettingsDep, SiteDep
+from server.api.deps import PoolDep, SiteDep
+from server.api.incidents import incident_by_id
+from server.auth.deps import websocket_principal
+from server.auth.roles import Perm
 
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
-snapshots = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+#: The WebSocket authenticates itself (a browser sends the token as ``?token=``, not as a header).
+ws_router = APIRouter(prefix="/api/v1/live", tags=["live"])
 
 _CAMERAS: LiteralString = """
 SELECT camera_id, state, state_reason, state_health, state_at, last_seen_at, last_counts_bin, last_counts,
@@ -89,13 +92,24 @@ async def incidents(pool: PoolDep, site: SiteDep) -> dict[str, Any]:
     return {"site_id": site.site.id, "incidents": await open_incidents(pool, site)}
 
 
-@router.websocket("/ws")
+@ws_router.websocket("/ws")
 async def stream(ws: WebSocket) -> None:
     """Sends ``{"type": "snapshot", ...}`` first, then ``{"type": "change", "cameras": [...],
-    "incidents": [...]}`` with the new state of whatever a committed batch touched."""
+    "incidents": [...]}`` with the new state of whatever a committed batch touched,
+    ``{"type": "alert", "alert": {...}}`` for each alert raised, and ``{"type": "incident",
+    "incident": {...}}`` (as in ``GET /api/v1/incidents``) when an incident's workflow changes. The
+    token comes as ``?token=``; without a valid one the socket is closed with code 4401, without the
+    role 4403."""
     app = ws.app
     pool: AsyncConnectionPool[Any] = app.state.pool
-    site: SiteConfig = app.state.site
+    principal = await websocket_principal(ws)
+    if principal is None or not principal.may(Perm.LIVE):
+        await ws.close(code=4401 if principal is None else 4403)
+        return
+    full: SiteConfig = app.state.site
+    cams = [c for c in full.cameras if principal.sees_group(c.group)]
+    site = full if len(cams) == len(full.cameras) else full.model_copy(update={"cameras": cams})
+    visible = {c.id for c in cams}
     await ws.accept()
     queue = app.state.hub.subscribe()
     try:
@@ -108,7 +122,21 @@ async def stream(ws: WebSocket) -> None:
         )
         while True:
             change = await queue.get()
+            if "alert" in change:
+                if change["alert"].get("camera_id") in visible:
+                    await ws.send_json({"type": "alert", "alert": change["alert"]})
+                continue
+            if "incident_workflow" in change:
+                if change.get("camera") in visible:
+                    item = await incident_by_id(pool, site, change["incident_workflow"])
+                    if item is not None:
+                        await ws.send_json({"type": "incident", "incident": item})
+                continue
             ids = None if change.get("all") else [c for c in change.get("cameras", []) if isinstance(c, str)]
+            if ids is not None:
+                ids = [c for c in ids if c in visible]
+                if not ids and not change.get("incidents"):
+                    continue
             payload = {
                 "type": "change",
                 "cameras": await camera_states(pool, site, ids),
@@ -121,27 +149,3 @@ async def stream(ws: WebSocket) -> None:
         app.state.hub.unsubscribe(queue)
         with contextlib.suppress(RuntimeError):
             await ws.close()
-
-
-@snapshots.get("/{incident_id}/snapshot", summary="The JPEG snapshot of an incident", response_class=Response)
-async def snapshot(incident_id: UUID, pool: PoolDep, settings: SettingsDep) -> Response:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT s.content_type, s.path, s.data FROM incidents i JOIN snapshots s ON s.id = i.snapshot_id "
-            "WHERE i.incident_id = %s",
-            (incident_id,),
-        )
-        row = await cur.fetchone()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such incident, or it has no snapshot")
-    content_type, path, data = row
-    if data is not None:
-        return Response(bytes(data), media_type=content_type)
-    if settings.snapshot_dir is None or path is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, "the snapshot is on disk but CITYWATCH_SNAPSHOT_DIR is unset"
-        )
-    file = (settings.snapshot_dir / path).resolve()
-    if not file.is_relative_to(settings.snapshot_dir.resolve()) or not file.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "snapshot file missing")
-    return FileResponse(file, media_type=content_type)

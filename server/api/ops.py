@@ -1,4 +1,5 @@
-"""Operations: liveness and Prometheus metrics (unauthenticated by design)."""
+"""Operations: liveness (open, for orchestrators) and Prometheus metrics (needs the metrics permission:
+an API key with the operator role in the scrape config)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from server.api.deps import MetricsDep, PoolDep
 
 router = APIRouter(tags=["ops"])
+metrics_router = APIRouter(tags=["ops"])
 
 
 @router.get("/healthz", summary="Liveness and database reachability")
@@ -23,6 +25,6 @@ async def healthz(pool: PoolDep, response: Response) -> dict[str, Any]:
     return {"status": "ok", "database": "ok"}
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus text format")
+@metrics_router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus text format")
 async def metrics(m: MetricsDep) -> PlainTextResponse:
     return PlainTextResponse(m.render(), media_type="text/plain; version=0.0.4")

@@ -36,11 +36,24 @@ OVERFLOW_WAIT_S = 5.0
 class Subscriber:
     """Owns the paho client; messages arrive on :attr:`queue` tagged with the connection generation."""
 
-    def __init__(self, settings: Settings, prefix: str, site_id: str, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        prefix: str,
+        site_id: str,
+        metrics: Metrics,
+        *,
+        kind: str | None = None,
+        client_suffix: str = "",
+    ) -> None:
+        """Every contract message of the site, or only those of ``kind`` (the alert engine's own
+        session, ``client_suffix`` appended to the client id and the shared-subscription group)."""
         self._settings = settings
         self._metrics = metrics
         base = subscription(prefix, site_id)
-        group = settings.mqtt_shared_group
+        if kind is not None:
+            base = base.rsplit("/", 1)[0] + "/" + kind
+        group = settings.mqtt_shared_group and settings.mqtt_shared_group + client_suffix
         # MQTT 5 shared subscription (spec 4.8.2): each message goes to one member of the group.
         self.topic_filter = f"$share/{group}/{base}" if group else base
         self.queue: queue.Queue[tuple[int, Incoming]] = queue.Queue(maxsize=settings.mqtt_receive_maximum * 2)
@@ -51,7 +64,7 @@ class Subscriber:
         self.subscribed = threading.Event()  # set when the broker has confirmed the subscription
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=settings.mqtt_client_id,
+            client_id=settings.mqtt_client_id + client_suffix,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )

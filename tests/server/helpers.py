@@ -152,3 +152,19 @@ def poll(fn: Callable[[], T], ok: Callable[[T], bool], timeout: float = 20.0, ev
         time.sleep(every)
         value = fn()
     return value
+
+
+PASSWORD = "correct-horse-battery"
+
+
+def login(client: Any, dsn: str, role: str = "admin", groups: list[str] | None = None) -> str:
+    """Create a user with ``role`` and log ``client`` (a TestClient) in as them; returns the token."""
+    from server.auth.users import create_user
+
+    name = f"t-{role}-{uuid.uuid4().hex[:8]}"
+    create_user(dsn, name, PASSWORD, role, groups)
+    r = client.post("/api/v1/auth/token", data={"username": name, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    client.headers["Authorization"] = f"Bearer {token}"
+    return token

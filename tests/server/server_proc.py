@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,18 @@ class ServerProcess:
         self.env = {**os.environ, **env, "CITYWATCH_HTTP_PORT": str(self.port)}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.api_key: str | None = None  # an admin key, made once the server has migrated
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def _ensure_key(self) -> None:
+        if self.api_key is None:
+            from server.auth.users import create_api_key
+
+            dsn = self.env["DATABASE_URL"]
+            self.api_key = create_api_key(dsn, f"tests-{self.port}-{uuid.uuid4().hex[:6]}", "admin", "tests")
 
     @property
     def url(self) -> str:
@@ -43,9 +56,11 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_tail()}")
             try:
-                r = httpx.get(f"{self.url}/metrics", timeout=1.0)
-                if r.status_code == 200 and "citywatch_mqtt_connected 1" in r.text:
-                    return
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    self._ensure_key()  # /healthz answers once migrations are done
+                    r = httpx.get(f"{self.url}/metrics", timeout=1.0, headers=self.headers)
+                    if r.status_code == 200 and "citywatch_mqtt_connected 1" in r.text:
+                        return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
@@ -65,7 +80,11 @@ class ServerProcess:
                 self.kill()
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics", timeout=5.0).text
+        return httpx.get(f"{self.url}/metrics", timeout=5.0, headers=self.headers).text
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        """GET with the admin key."""
+        return httpx.get(f"{self.url}{path}", headers=self.headers, timeout=10.0, **kwargs)  # type: ignore[arg-type]
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""

@@ -21,7 +21,7 @@ from server.app import create_app
 from server.db.migrate import migrate
 from server.ingest.writer import BatchWriter
 from server.settings import Settings
-from tests.server.helpers import incident, status, write_site
+from tests.server.helpers import incident, login, status, write_site
 from tests.server.history_data import START, TZ, expected_volume, generate, store
 from tests.server.test_writer import acc
 
@@ -68,6 +68,7 @@ def client(fresh_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             )
     settings = Settings.from_env({"DATABASE_URL": fresh_db, "CITYWATCH_SITE": str(site_path)})
     with TestClient(create_app(settings, site, ingest=False)) as c:
+        login(c, fresh_db)
         yield c
 
 

@@ -18,7 +18,7 @@ from server.app import create_app
 from server.db.migrate import migrate
 from server.ingest.writer import BatchWriter
 from server.settings import Settings
-from tests.server.helpers import counts, incident, status
+from tests.server.helpers import counts, incident, login, status
 from tests.server.helpers import write_site as make_site
 from tests.server.test_writer import acc
 
@@ -35,13 +35,15 @@ def env(fresh_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
         migrate(conn, site.site.timezone)
     settings = Settings.from_env({"DATABASE_URL": fresh_db})
     with TestClient(create_app(settings, site, ingest=False)) as c:
+        login(c, fresh_db)
         yield c, fresh_db
 
 
 def test_websocket_streams_committed_changes(env: tuple[TestClient, str]) -> None:
     client, dsn = env
     writer = BatchWriter("plain", "Asia/Ho_Chi_Minh")
-    with client.websocket_connect("/api/v1/live/ws") as ws:
+    token = client.headers["Authorization"].split()[1]
+    with client.websocket_connect(f"/api/v1/live/ws?token={token}") as ws:
         first = ws.receive_json()
         assert first["type"] == "snapshot"
         assert {c["camera_id"] for c in first["cameras"]} == set(CAMS)

@@ -21,7 +21,7 @@ from server.app import create_app
 from server.db.migrate import migrate
 from server.ingest.writer import BatchWriter
 from server.settings import Settings
-from tests.server.helpers import CAMERA_TEMPLATE, SITE_TEMPLATE, counts
+from tests.server.helpers import CAMERA_TEMPLATE, SITE_TEMPLATE, counts, login
 from tests.server.history_data import START
 from tests.server.test_writer import acc
 
@@ -88,6 +88,7 @@ def setup(fresh_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         migrate(conn, site.site.timezone)
     settings = Settings.from_env({"DATABASE_URL": fresh_db, "CITYWATCH_SITE": str(site_path)})
     with TestClient(create_app(settings, site, ingest=False)) as c:
+        login(c, fresh_db)
         yield c, fresh_db
 
 

@@ -1,0 +1,111 @@
+"""Who is calling: the ``Principal`` of a request, from a bearer JWT (people) or an API key (machines).
+
+``require(perm)`` is the dependency routes use. Every failure is 401 (no or bad credentials) or 403
+(the role may not); the reason is logged, never sent, so a caller learns nothing about which part failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, WebSocket, status
+from psycopg_pool import AsyncConnectionPool
+
+from server.auth import tokens
+from server.auth.roles import Perm, Role, allowed
+from server.auth.users import API_KEY_PREFIX, find_user, key_hash
+
+log = logging.getLogger(__name__)
+
+UNAUTHORIZED = HTTPException(
+    status.HTTP_401_UNAUTHORIZED, "not authenticated", headers={"WWW-Authenticate": "Bearer"}
+)
+FORBIDDEN = HTTPException(status.HTTP_403_FORBIDDEN, "your role may not do this")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str  # username, or "key:<name>" for an API key
+    role: Role
+    camera_groups: tuple[str, ...] | None  # None: every camera
+    display_name: str = ""
+
+    def may(self, perm: Perm) -> bool:
+        return allowed(self.role, perm)
+
+    def sees_group(self, group: str) -> bool:
+        return self.camera_groups is None or group in self.camera_groups
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authenticate(pool: AsyncConnectionPool[Any], secret: str, credential: str) -> Principal | None:
+    """The principal a token or API key stands for; None when it stands for nobody (any reason)."""
+    async with pool.connection() as conn:
+        if credential.startswith(API_KEY_PREFIX):
+            cur = await conn.execute(
+                "UPDATE api_keys SET last_used_at = now() WHERE key_hash = %s AND revoked_at IS NULL "
+                "RETURNING name, role, camera_groups",
+                (key_hash(credential),),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                log.info("auth: unknown or revoked API key %s...", credential[:8])
+                return None
+            name, role, groups = row
+            return Principal(f"key:{name}", Role(role), None if groups is None else tuple(groups), name)
+        try:
+            claims = tokens.decode(secret, credential)
+        except tokens.TokenError as exc:
+            log.info("auth: token refused: %s", exc)
+            return None
+        user = await find_user(conn, claims.username)
+    if user is None or user.disabled or user.token_version != claims.version:
+        log.info("auth: token of %r refused (unknown, disabled or revoked)", claims.username)
+        return None
+    return Principal(user.username, user.role, user.camera_groups, user.display_name)
+
+
+async def current_principal(request: Request) -> Principal:
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    credential = _bearer(request.headers.get("authorization"))
+    if credential is None:
+        raise UNAUTHORIZED
+    app = request.app
+    principal = await authenticate(app.state.pool, app.state.jwt_secret, credential)
+    if principal is None:
+        raise UNAUTHORIZED
+    request.state.principal = principal
+    return principal
+
+
+async def websocket_principal(ws: WebSocket) -> Principal | None:
+    """WebSockets cannot send headers from a browser: the token comes as ``?token=``."""
+    credential = ws.query_params.get("token") or _bearer(ws.headers.get("authorization"))
+    if not credential:
+        return None
+    return await authenticate(ws.app.state.pool, ws.app.state.jwt_secret, credential)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(perm: Perm) -> Any:
+    """A dependency that admits principals whose role has ``perm`` (403 otherwise)."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if not principal.may(perm):
+            raise FORBIDDEN
+        return principal
+
+    check.__name__ = f"require_{perm.value}"
+    return Depends(check)
