@@ -139,7 +139,7 @@ async def list_incidents(
         cams = [c for c in cams if c in wanted]
     states = workflow_state.split(",") if workflow_state else None
     if states and not set(states) <= {"new", "acknowledged", "assigned", "resolved", "false_alarm"}:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "unknown workflow_state")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "unknown workflow_state")
     params = {
         "cams": cams,
         "states": states,
@@ -254,9 +254,9 @@ async def _transition(
     if not principal.may(perm):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "your role may not do this")
     if action == "assign" and not (body.assignee or "").strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "assign needs an assignee")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "assign needs an assignee")
     if action in {"resolve", "false-alarm"} and not body.note.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "a note is required to close an incident")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a note is required to close an incident")
     pool: AsyncConnectionPool[Any] = request.app.state.pool
     site: SiteConfig = request.state.site
     async with pool.connection() as conn:
@@ -380,7 +380,7 @@ async def sla_report(
 ) -> dict[str, Any]:
     if start.tzinfo is None or end.tzinfo is None or end <= start:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "start and end need a time zone, end > start"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "start and end need a time zone, end > start"
         )
     targets = site.alerting.sla
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -429,7 +429,8 @@ async def put_rules(
         rules = [AlertRule.model_validate(r) for r in body]
     except ValidationError as exc:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, json.loads(exc.json(include_url=False, include_input=False))
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            json.loads(exc.json(include_url=False, include_input=False)),
         ) from exc
     ids = [r.id for r in rules]
     known = {*site.alerting.channels, LIVE_ALERT_CHANNEL}
@@ -438,7 +439,7 @@ async def put_rules(
     )
     if len(set(ids)) != len(ids) or unknown:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"rule ids must be unique; unknown channels: {', '.join(unknown) or 'none'}",
         )
     stored = [r.model_dump(mode="json") for r in rules]
