@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -146,6 +147,30 @@ def _database(workdir: Path) -> Iterator[str]:
         server.cleanup()
 
 
+DEMO_ROLES = ("admin", "operator", "police", "planner")
+
+
+def _demo_users(env: dict[str, str]) -> list[tuple[str, str]]:
+    """One user per role, named after it, with a fresh random password (set anew when it exists)."""
+    out = []
+    for role in DEMO_ROLES:
+        password = secrets.token_urlsafe(9)
+        base = [sys.executable, "-m", "citywatch.cli", "server", "user"]
+        add = subprocess.run(
+            [*base, "add", role, "--role", role, "--display-name", f"Demo {role}", "--password-stdin"],
+            input=password + "\n", env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if add.returncode != 0:
+            reset = subprocess.run(
+                [*base, "password", role, "--password-stdin"],
+                input=password + "\n", env=env, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if reset.returncode != 0:
+                raise DemoError(f"could not create the demo user {role!r}: {add.stderr or reset.stderr}")
+        out.append((role, password))
+    return out
+
+
 def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None = None) -> int:
     try:
         site = load_site(site_path)
@@ -172,10 +197,14 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
                 CITYWATCH_SITE=str(site_path),
                 CITYWATCH_HTTP_PORT=str(http_port),
                 CITYWATCH_SNAPSHOT_DIR=str(workdir / "snapshots"),
+                CITYWATCH_JWT_SECRET=secrets.token_urlsafe(48),
+                # The map shows each camera's latest annotated frame through the server.
+                CITYWATCH_EDGE_FRAME_URL=f"http://127.0.0.1:{edge_port}/cameras/{{camera_id}}/frame.jpg",
             )
             server = subprocess.Popen([sys.executable, "-m", "citywatch.cli", "server", "run"], env=env)
             procs.append(server)
             _wait_http(f"http://127.0.0.1:{http_port}/healthz", 120, server)
+            users = _demo_users(env)
             edge_cmd = [
                 sys.executable,
                 "-m",
@@ -201,7 +230,9 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
                 f"  edge health and metrics  http://127.0.0.1:{edge_port}/healthz  "
                 f"http://127.0.0.1:{edge_port}/metrics\n"
                 f"  broker {mqtt_url}   database {db_url.split('@')[-1]}\n"
-                "Press Ctrl-C to stop.\n",
+                "  demo users (new passwords each run):\n"
+                + "".join(f"    {name:9} password {pw}\n" for name, pw in users)
+                + "Press Ctrl-C to stop.\n",
                 flush=True,
             )
             while all(p.poll() is None for p in procs):

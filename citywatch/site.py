@@ -27,14 +27,24 @@ from contract.topics import ID_PATTERN
 def _known_zone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: the name is looked up as a file, so "America" (a folder) or an over-long name fail so.
         raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+def _no_nul(value: str) -> str:
+    # No file has such a name, and Path.resolve() raises ValueError on it.
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
     return value
 
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier: letters, digits, '_' and '-'.")]
 #: An IANA time zone name, checked against the system's zone database.
 TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+#: A file system path (or a name), resolved by :func:`load_site`.
+PathText = Annotated[str, AfterValidator(_no_nul)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, description="Normalized image coordinate, 0..1.")]
 NormPoint = tuple[Unit, Unit]
 
@@ -70,7 +80,7 @@ class SiteInfo(_Strict):
 
 class FileSource(_Strict):
     kind: Literal["file"] = "file"
-    path: str = Field(description="Video file; relative paths are resolved against the config's folder.")
+    path: PathText = Field(description="Video file; relative paths are resolved against the config's folder.")
     loop: bool = Field(default=False, description="Start again at the end (demos).")
     realtime: bool = Field(default=True, description="Pace frames at the file's frame rate.")
 
@@ -96,7 +106,7 @@ Source = Annotated[FileSource | StreamSource | WebcamSource, Field(discriminator
 
 
 class DetectorSettings(_Strict):
-    model: str = Field(
+    model: PathText = Field(
         default="yolo11n.pt",
         description="Ultralytics model name or local path (.pt, ONNX, OpenVINO folder, TensorRT engine).",
     )
@@ -426,6 +436,13 @@ def _semantic_issues(cfg: SiteConfig) -> Iterator[tuple[tuple[int | str, ...], s
                 (*where, "calibration", "image"),
                 "the four image points must form a simple quadrilateral",
             )
+    cams = {c.id for c in cfg.cameras}
+    groups = {c.group for c in cfg.cameras}
+    for ri, arule in enumerate(cfg.alerting.rules):
+        for field, known, values in (("cameras", cams, arule.cameras), ("groups", groups, arule.groups)):
+            for k, value in enumerate(values):
+                if value not in known:
+                    yield ("alerting", "rules", ri, field, k), f"unknown {field[:-1]} {value!r}"
 
 
 def parse_site(text: str, source: str = "<string>", env: Mapping[str, str] | None = None) -> SiteConfig:
@@ -437,6 +454,9 @@ def parse_site(text: str, source: str = "<string>", env: Mapping[str, str] | Non
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(source, [ConfigIssue("", f"not valid YAML: {exc}", line)]) from exc
+    except (ValueError, RecursionError) as exc:
+        # PyYAML lets through int()'s digit limit (ValueError) and nesting deeper than the stack.
+        raise ConfigError(source, [ConfigIssue("", f"not valid YAML: {exc}")]) from exc
     if not isinstance(raw, dict):
         raise ConfigError(source, [ConfigIssue("", "the file must be a mapping with 'site' and 'cameras'")])
     issues: list[ConfigIssue] = []

@@ -242,3 +242,41 @@ def test_bad_junction_names_the_path(old: str, new: str, path: str, words: str) 
     assert old in JUNCTION
     errors = _errors(JUNCTION.replace(old, new, 1))
     assert any(e.startswith(path) and words in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("alerting", "path", "words"),
+    [
+        ("  rules: [{id: a1, channels: [pager]}]", "alerting", "unknown channel(s): pager"),
+        (
+            "  rules: [{id: a1, channels: [live], groups: [harbour]}]",
+            "alerting.rules[0].groups[0]",
+            "unknown group",
+        ),
+        (
+            "  rules: [{id: a1, channels: [live], cameras: [c9]}]",
+            "alerting.rules[0].cameras[0]",
+            "unknown camera",
+        ),
+        (
+            "  channels: {hook: {kind: webhook, url: 'http://x/y', secret: short}}",
+            "alerting.channels.hook.secret",
+            "at least 16",
+        ),
+        ("  rules: [{id: a1, channels: [live], typo: 1}]", "alerting.rules[0].typo", "Extra inputs"),
+    ],
+    ids=["unknown-channel", "unknown-group", "unknown-camera", "short-secret", "unknown-key"],
+)
+def test_bad_alerting_section_names_the_path(alerting: str, path: str, words: str) -> None:
+    errors = _errors(GOOD + "alerting:\n" + alerting + "\n")
+    assert any(e.startswith(path) and words in e for e in errors), errors
+
+
+def test_alerting_secret_from_the_environment() -> None:
+    text = (
+        GOOD + "alerting:\n  channels: {hook: {kind: webhook, url: 'https://d/x', secret: '${HOOK_KEY}'}}\n"
+    )
+    cfg = parse_site(text, env={"HOOK_KEY": "k" * 32})
+    hook = cfg.alerting.channels["hook"]
+    assert hook.kind == "webhook" and hook.secret.get_secret_value() == "k" * 32
+    assert "k" * 32 not in repr(cfg)  # secrets never show in logs or reprs
