@@ -53,3 +53,45 @@ def test_bad_settings_fail_cleanly_without_secrets(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "CITYWATCH_BATCH_SIZE" in out.stderr
     assert "s3cret" not in out.stderr
+
+
+@pytest.mark.integration
+def test_user_add_list_disable(fresh_db: str, tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": fresh_db,
+        "CITYWATCH_SITE": str(write_site(tmp_path, "cli", "citywatch", ["cam-1"])),
+    }
+
+    def user(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EXE, "server", "user", *args], check=False, env={**os.environ, **env},
+            capture_output=True, text=True, timeout=120, input=stdin,
+        )  # fmt: skip
+
+    add = user("add", "le.van.an", "--role", "police", "--groups", "centre,bridges", "--password-stdin",
+               stdin="s3cret-passw0rd\n")  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    assert (
+        user("add", "le.van.an", "--role", "planner", "--password-stdin", stdin="another-pass\n").returncode
+        == 1
+    )
+    short = user("add", "x", "--role", "planner", "--password-stdin", stdin="short\n")
+    assert short.returncode == 1 and "at least 8" in short.stderr
+    listed = user("list")
+    assert listed.returncode == 0
+    assert (
+        "le.van.an" in listed.stdout
+        and "police" in listed.stdout
+        and "groups=centre,bridges" in listed.stdout
+    )
+    assert "active" in listed.stdout
+    assert user("disable", "le.van.an").returncode == 0
+    assert "disabled" in user("list").stdout
+    assert user("disable", "nobody").returncode == 1
+    for out in (add, listed):
+        assert "s3cret-passw0rd" not in out.stdout + out.stderr
+    with psycopg.connect(fresh_db) as conn:
+        row = conn.execute("SELECT password_hash FROM users WHERE username = 'le.van.an'").fetchone()
+    assert row is not None and row[0].startswith("$argon2id$")
+    key = run(["server", "apikey", "prometheus", "--role", "operator"], env)
+    assert key.returncode == 0 and key.stdout.startswith("cwk_")
