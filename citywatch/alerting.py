@@ -51,7 +51,9 @@ class AlertRule(_Strict):
     """One rule. Empty match lists match everything; the match fields must all agree."""
 
     id: Id
-    description: str = Field(default="", description="What the rule is for.")
+    description: str = Field(
+        default="", max_length=1000, pattern=r"^[^\x00]*$", description="What it is for."
+    )
     enabled: bool = True
     types: list[IncidentType] = Field(default_factory=list, description="Incident types; empty: any.")
     min_severity: Severity = Field(default=Severity.INFO, description="Lowest severity that alerts.")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +23,11 @@ from server.auth.users import API_KEY_PREFIX, find_user, key_hash, new_api_key
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+USERNAME_RE = re.compile(USERNAME_PATTERN)
+GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+GroupList = list[Annotated[str, Field(pattern=GROUP_PATTERN)]]
 WRONG = "wrong username or password"  # one message for unknown user, wrong password, disabled user
 
 
@@ -65,8 +71,10 @@ async def login(
             "too many failed attempts; try again later",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    async with pool.connection() as conn:
-        user = await find_user(conn, form.username)
+    user = None
+    if USERNAME_RE.fullmatch(form.username):  # anything else cannot be a user (and never reaches SQL)
+        async with pool.connection() as conn:
+            user = await find_user(conn, form.username)
     # Argon2 is slow on purpose: off the event loop. Unknown users cost the same (dummy hash).
     ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, form.password)
     if not ok or user is None or user.disabled:
@@ -110,11 +118,11 @@ AdminDep = Annotated[Principal, require(Perm.ADMIN)]
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    username: str = Field(pattern=USERNAME_PATTERN)
     password: str = Field(min_length=MIN_LENGTH, max_length=256)
     role: Role
-    display_name: str = Field(default="", max_length=200)
-    camera_groups: list[str] | None = None
+    display_name: str = Field(default="", max_length=200, pattern=NO_NUL)
+    camera_groups: GroupList | None = None
 
 
 class UserPatch(BaseModel):
@@ -122,7 +130,7 @@ class UserPatch(BaseModel):
     disabled: bool | None = None
     password: str | None = Field(default=None, min_length=MIN_LENGTH, max_length=256)
     role: Role | None = None
-    camera_groups: list[str] | None = None
+    camera_groups: GroupList | None = None
 
 
 @router.get("/users", summary="Every user (admin)")
@@ -159,7 +167,9 @@ async def add_user(body: UserCreate, pool: PoolDep, admin: AdminDep) -> UserOut:
 
 
 @router.patch("/users/{username}", summary="Disable/enable a user, reset the password, change role (admin)")
-async def patch_user(username: str, body: UserPatch, pool: PoolDep, admin: AdminDep) -> UserOut:
+async def patch_user(
+    username: Annotated[str, Path(pattern=USERNAME_PATTERN)], body: UserPatch, pool: PoolDep, admin: AdminDep
+) -> UserOut:
     hashed = await asyncio.to_thread(hash_password, body.password) if body.password else None
     changes = body.model_dump(exclude_unset=True, exclude={"password"})
     async with pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -193,7 +203,7 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     role: Role
-    camera_groups: list[str] | None = None
+    camera_groups: GroupList | None = None
 
 
 @router.post("/api-keys", status_code=status.HTTP_201_CREATED, summary="Create an API key (admin)")
@@ -226,7 +236,9 @@ async def keys(pool: PoolDep, _: AdminDep) -> list[dict[str, Any]]:
 
 
 @router.delete("/api-keys/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke an API key")
-async def revoke_key(name: str, pool: PoolDep, admin: AdminDep) -> None:
+async def revoke_key(
+    name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], pool: PoolDep, admin: AdminDep
+) -> None:
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE name = %s AND revoked_at IS NULL", (name,)
@@ -245,9 +257,12 @@ async def verify_audit(pool: PoolDep, _: AdminDep) -> dict[str, Any]:
 
 @router.get("/audit", summary="The latest audit entries, optionally for one target (admin)")
 async def audit_entries(
-    pool: PoolDep, _: AdminDep, target_type: str | None = None, target_id: str | None = None, limit: int = 200
+    pool: PoolDep,
+    _: AdminDep,
+    target_type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None,
+    target_id: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[dict[str, Any]]:
-    limit = max(1, min(limit, 5000))
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT id, at, actor, action, target_type, target_id, details FROM audit_log "

@@ -14,6 +14,15 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 
 Format = Literal["json", "csv", "parquet"]
+#: OpenAPI: what the ``format`` parameter can make a route answer besides JSON.
+EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
 
 
 def _cell(value: Any, tz: ZoneInfo) -> Any:

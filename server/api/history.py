@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 
 from citywatch.site import SiteConfig
 from server.api.deps import PoolDep, SiteDep
-from server.api.export import Format, table_response
+from server.api.errors import unprocessable
+from server.api.export import EXPORT_RESPONSES, Format, table_response
 from server.history import queries
 from server.history.bins import Granularity, floor_bucket
 
@@ -41,12 +42,16 @@ def _cameras(site: SiteConfig, wanted: list[str] | None) -> list[str]:
 
 def _check_range(start: datetime, end: datetime) -> None:
     if start.tzinfo is None or end.tzinfo is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start and end need a UTC offset")
+        raise unprocessable("start and end need a UTC offset", "query", "start")
     if end <= start:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "end must be after start")
+        raise unprocessable("end must be after start", "query", "end")
 
 
-@router.get("/volume", summary="Volume by camera, line, direction and class in 15 min, hour or day bins")
+@router.get(
+    "/volume",
+    responses=EXPORT_RESPONSES,
+    summary="Volume by camera, line, direction and class in 15 min, hour or day bins",
+)
 async def volume(
     *,
     pool: PoolDep,
@@ -73,9 +78,7 @@ async def volume(
     tz = ZoneInfo(site.site.timezone)
     cams = _cameras(site, camera_id)
     if (end - start) / _STEP[bin] * len(cams) > MAX_BUCKETS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "range too long for this bin size: use a larger bin"
-        )
+        raise unprocessable("range too long for this bin size: use a larger bin", "query", "bin")
     dims: tuple[queries.Dim, ...] = (
         tuple(d for d in group_by if d != "camera") if group_by else queries.ALL_DIMS
     )
@@ -90,7 +93,11 @@ async def volume(
     )
 
 
-@router.get("/peak-hours", summary="Busiest hours: mean volume by local hour of day, and the top hours")
+@router.get(
+    "/peak-hours",
+    responses=EXPORT_RESPONSES,
+    summary="Busiest hours: mean volume by local hour of day, and the top hours",
+)
 async def peak_hours(
     *,
     pool: PoolDep,
@@ -123,7 +130,9 @@ async def peak_hours(
     }
 
 
-@router.get("/compare", summary="Compare the volume of two periods, by camera and class")
+@router.get(
+    "/compare", responses=EXPORT_RESPONSES, summary="Compare the volume of two periods, by camera and class"
+)
 async def compare(
     *,
     pool: PoolDep,
@@ -161,7 +170,9 @@ async def compare(
     }
 
 
-@router.get("/incidents", summary="Incident counts by type and place (camera, zone, line)")
+@router.get(
+    "/incidents", responses=EXPORT_RESPONSES, summary="Incident counts by type and place (camera, zone, line)"
+)
 async def incidents(
     *,
     pool: PoolDep,
@@ -197,6 +208,7 @@ async def incidents(
 
 @router.get(
     "/turning-movements",
+    responses=EXPORT_RESPONSES,
     summary="Turning movements: per junction, vehicles from each entry line to each exit line, by class",
 )
 async def turning_movements(

@@ -29,6 +29,7 @@ from citywatch.alerting import LIVE_CHANNEL as LIVE_ALERT_CHANNEL
 from citywatch.alerting import AlertRule, SlaTargets
 from citywatch.site import SiteConfig
 from server.api.deps import PoolDep, SettingsDep, SiteDep
+from server.api.errors import from_errors, unprocessable
 from server.auth import audit
 from server.auth.deps import Principal, require
 from server.auth.roles import Perm
@@ -61,6 +62,9 @@ _ONE: LiteralString = (
     "classes, track_ids FROM incidents WHERE incident_id = %s"
 )
 _ONE_FOR_UPDATE: LiteralString = _ONE + " FOR UPDATE"
+
+
+_LIST_RE = r"^[A-Za-z0-9_,-]{0,2000}$"
 
 
 def scoped_cameras(site: SiteConfig, principal: Principal) -> list[str]:
@@ -139,7 +143,7 @@ async def list_incidents(
         cams = [c for c in cams if c in wanted]
     states = workflow_state.split(",") if workflow_state else None
     if states and not set(states) <= {"new", "acknowledged", "assigned", "resolved", "false_alarm"}:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "unknown workflow_state")
+        raise unprocessable("unknown workflow_state", "query", "workflow_state")
     params = {
         "cams": cams,
         "states": states,
@@ -221,8 +225,12 @@ async def incident_detail(
 
 class Action(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    note: str = Field(default="", max_length=4000, description="What was done or seen.")
-    assignee: str | None = Field(default=None, max_length=200, description="Officer or unit (assign only).")
+    note: str = Field(
+        default="", max_length=4000, pattern=r"^[^\x00]*$", description="What was done or seen."
+    )
+    assignee: str | None = Field(
+        default=None, max_length=200, pattern=r"^[^\x00]*$", description="Officer or unit (assign only)."
+    )
 
 
 _TRANSITIONS: dict[str, tuple[set[str], str, Perm]] = {
@@ -254,9 +262,9 @@ async def _transition(
     if not principal.may(perm):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "your role may not do this")
     if action == "assign" and not (body.assignee or "").strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "assign needs an assignee")
+        raise unprocessable("assign needs an assignee", "body", "assignee")
     if action in {"resolve", "false-alarm"} and not body.note.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a note is required to close an incident")
+        raise unprocessable("a note is required to close an incident", "body", "note")
     pool: AsyncConnectionPool[Any] = request.app.state.pool
     site: SiteConfig = request.state.site
     async with pool.connection() as conn:
@@ -379,9 +387,7 @@ async def sla_report(
     bin: Literal["day", "week", "month"] = "day",
 ) -> dict[str, Any]:
     if start.tzinfo is None or end.tzinfo is None or end <= start:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "start and end need a time zone, end > start"
-        )
+        raise unprocessable("start and end need a time zone, end > start", "query", "end")
     targets = site.alerting.sla
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         now = await _now(conn)
@@ -428,20 +434,14 @@ async def put_rules(
     try:
         rules = [AlertRule.model_validate(r) for r in body]
     except ValidationError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            json.loads(exc.json(include_url=False, include_input=False)),
-        ) from exc
+        raise from_errors(exc.errors(), "body") from exc
     ids = [r.id for r in rules]
     known = {*site.alerting.channels, LIVE_ALERT_CHANNEL}
     unknown = sorted(
         {c for r in rules for c in [*r.channels, *(c for s in r.escalation for c in s.channels)]} - known
     )
     if len(set(ids)) != len(ids) or unknown:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"rule ids must be unique; unknown channels: {', '.join(unknown) or 'none'}",
-        )
+        raise unprocessable(f"rule ids must be unique; unknown channels: {', '.join(unknown) or 'none'}")
     stored = [r.model_dump(mode="json") for r in rules]
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(
