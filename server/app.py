@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from citywatch.site import SiteConfig
 from server.alerting.engine import AlertEngine
 from server.api import auth, history, incidents, live, ops
+from server.api.limits import DEFAULT_MAX_BYTES, BodySizeLimit
 from server.auth.deps import require
 from server.auth.ratelimit import LoginLimiter
 from server.auth.roles import Perm
@@ -86,6 +87,7 @@ def create_app(
         description="Traffic history for planners, live state for the map, ingest metrics.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=DEFAULT_MAX_BYTES)
     app.state.settings, app.state.site, app.state.metrics = settings, site, shared_metrics
     app.state.jwt_secret, app.state.login_limiter = jwt_secret, LoginLimiter()
     app.state.scoped_sites, app.state.alerts = {}, None

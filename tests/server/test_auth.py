@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -243,3 +244,24 @@ def test_planner_cannot_reach_evidence(app_env: tuple[Any, str]) -> None:
         assert planner.get(f"/api/v1/incidents/{IID}").status_code == 403
         assert planner.get("/api/v1/live/incidents").status_code == 403
         assert planner.get("/api/v1/history/volume", params=PARAMS).status_code == 200
+
+
+def test_request_body_size_is_limited(app_env: tuple[Any, str]) -> None:
+    app, dsn = app_env
+    with TestClient(app) as admin:
+        login(admin, dsn, "admin")
+        big = [{"id": f"r{i}", "channels": ["live"], "description": "x" * 900} for i in range(2000)]
+        r = admin.put("/api/v1/alerting/rules", json=big)
+        assert r.status_code == 413 and r.json() == {"detail": "request body too large"}
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            yield b"["
+            for _ in range(3000):
+                yield b'{"id": "a", "channels": ["live"], "description": "' + b"y" * 500 + b'"},'
+            yield b"{}]"
+
+        r = admin.put(
+            "/api/v1/alerting/rules", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 413
+        assert admin.get("/api/v1/auth/me").status_code == 200  # and the server carries on
