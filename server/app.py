@@ -67,7 +67,7 @@ def create_app(
         service = IngestService(settings, site, shared_metrics) if ingest else None
         if service is not None:
             await asyncio.to_thread(service.start)
-        engine = AlertEngine(settings, site) if run_alerts else None
+        engine = AlertEngine(settings, site, metrics=shared_metrics) if run_alerts else None
         app.state.alerts = engine
         if engine is not None:
             await asyncio.to_thread(engine.start)

@@ -55,6 +55,10 @@ class Metrics:
         self._batch_size = _Histogram(_BATCH_BUCKETS)
         self._commit_latency = _Histogram(_LAG_BUCKETS)
         self._lag = _Histogram(_LAG_BUCKETS)
+        self.alerts_raised = 0
+        self.alert_escalations = 0
+        self.alert_attempts: defaultdict[tuple[str, bool], int] = defaultdict(int)
+        self._alert_latency = _Histogram(_LAG_BUCKETS)
 
     def on_received(self) -> None:
         with self._lock:
@@ -105,6 +109,19 @@ class Metrics:
                 self._lag.observe(value)
             if lags_s:
                 self.last_lag_s = max(lags_s)
+
+    def on_alert(self, escalation: bool = False) -> None:
+        with self._lock:
+            if escalation:
+                self.alert_escalations += 1
+            else:
+                self.alerts_raised += 1
+
+    def on_alert_attempt(self, channel: str, ok: bool, since_incident_s: float | None) -> None:
+        with self._lock:
+            self.alert_attempts[channel, ok] += 1
+            if ok and since_incident_s is not None:
+                self._alert_latency.observe(since_incident_s)
 
     def render(self) -> str:
         """The Prometheus text exposition (version 0.0.4)."""
@@ -180,4 +197,21 @@ class Metrics:
                 "citywatch_ingest_commit_latency_seconds", "From arrival at the server to commit."
             )
             lines += self._lag.render("citywatch_ingest_lag_seconds", "From production (ts) to commit.")
+            lines += [
+                "# HELP citywatch_alerts_raised_total Alerts raised (one per event and rule).",
+                "# TYPE citywatch_alerts_raised_total counter",
+                f"citywatch_alerts_raised_total {self.alerts_raised}",
+                "# HELP citywatch_alert_escalations_total Escalation steps sent.",
+                "# TYPE citywatch_alert_escalations_total counter",
+                f"citywatch_alert_escalations_total {self.alert_escalations}",
+                "# HELP citywatch_alert_delivery_attempts_total Delivery attempts, by channel and outcome.",
+                "# TYPE citywatch_alert_delivery_attempts_total counter",
+            ]
+            lines += [
+                f'citywatch_alert_delivery_attempts_total{{channel="{c}",ok="{str(ok).lower()}"}} {n}'
+                for (c, ok), n in sorted(self.alert_attempts.items())
+            ]
+            lines += self._alert_latency.render(
+                "citywatch_alert_delivery_seconds", "From the incident's arrival at the server to delivery."
+            )
         return "\n".join(lines) + "\n"

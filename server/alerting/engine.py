@@ -19,8 +19,10 @@ import json
 import logging
 import queue
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -111,8 +113,16 @@ def build_channels(settings: Settings, site: SiteConfig, pool: AsyncConnectionPo
 class AlertEngine:
     """See the module docs. ``start``/``stop`` from any thread; ``reload`` after rules change."""
 
-    def __init__(self, settings: Settings, site: SiteConfig, policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        site: SiteConfig,
+        policy: RetryPolicy | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
+        self._arrived: dict[UUID, float] = {}  # alert id -> when its incident message arrived
         self.site = site
         self._policy = policy or RetryPolicy()
         self._groups = {c.id: c.group for c in site.cameras}
@@ -126,6 +136,7 @@ class AlertEngine:
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._received_at = 0.0
         self.raised = 0
         self.escalated = 0
 
@@ -228,6 +239,7 @@ class AlertEngine:
             return  # ingest records it as a dead letter; nothing to alert on
         incident = checked.message
         group = self._groups.get(incident.camera_id, "default")
+        self._received_at = item.received
         delay = 0.5
         while True:
             try:
@@ -286,6 +298,8 @@ class AlertEngine:
                     ),
                 )
             self.raised += 1
+            self.metrics.on_alert()
+            self._arrived[alert.alert_id] = self._received_at
             log.info("alert %s: rule %s, incident %s", alert.alert_id, rule.id, incident.incident_id)
             raised.append((alert, rule))
         return raised
@@ -325,6 +339,7 @@ class AlertEngine:
                         continue  # another instance sent it
                     alert = Alert.model_validate({**payload, "escalation_level": level})
                     self.escalated += 1
+                    self.metrics.on_alert(escalation=True)
                     log.info("alert %s: escalation level %d to %s", alert_id, level, step.channels)
                     self._spawn(dispatcher.dispatch(alert, step.channels))
 
@@ -333,8 +348,11 @@ class AlertEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _record(pool: AsyncConnectionPool[Any], a: DeliveryAttempt) -> None:
+    async def _record(self, pool: AsyncConnectionPool[Any], a: DeliveryAttempt) -> None:
+        arrived = self._arrived.get(a.alert_id) if a.escalation_level == 0 else None
+        self.metrics.on_alert_attempt(a.channel, a.ok, None if arrived is None else time.time() - arrived)
+        if a.final and a.escalation_level == 0 and len(self._arrived) > 10_000:
+            self._arrived.clear()  # bounded; only the latency histogram loses a few samples
         async with pool.connection(timeout=5.0) as conn:
             await conn.execute(
                 "INSERT INTO alert_deliveries (alert_id, escalation_level, channel, attempt, ok, status, "

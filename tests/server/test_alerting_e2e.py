@@ -179,6 +179,13 @@ def test_one_incident_alerts_once_on_every_channel_then_escalates(env: Env) -> N
     assert ok >= {("live", 0), ("dispatch", 0), ("duty-mail", 0), ("city-bus", 0), ("dispatch", 1)}
     # The dead endpoint fails (recorded, retried) without holding anything else up.
     assert any(c == "broken" and not good for c, _, good, _ in recs)
+    metrics = police.get("/metrics")
+    assert metrics.status_code == 403  # police do not scrape
+    ops = TestClient(env.client.app)
+    login(ops, env.dsn, "operator")
+    text = ops.get("/metrics").text
+    assert "citywatch_alerts_raised_total 1" in text and "citywatch_alert_escalations_total 1" in text
+    assert 'citywatch_alert_delivery_attempts_total{channel="dispatch",ok="true"} 2' in text
 
 
 def test_police_workflow_and_audit_chain(env: Env) -> None:
