@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from _common import CELLS, DEFAULT_DATABASE_URL, create_database, percentiles
+from psycopg import sql
 
 from server.db.migrate import migrate
 from server.history import queries
@@ -103,7 +104,14 @@ def sizes(url: str) -> dict[str, Any]:
             "raw_bytes": size("counts", "count_bins"),
             "rollup_bytes": size(*rollups),
             "rollup_rows": {
-                g: int((conn.execute(f"SELECT count(*) FROM counts_{g}".encode()).fetchone() or [0])[0])
+                g: int(
+                    (
+                        conn.execute(
+                            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(f"counts_{g}"))
+                        ).fetchone()
+                        or [0]
+                    )[0]
+                )
                 for g in ("15m", "1h", "1d")
             },
         }

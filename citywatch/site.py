@@ -331,7 +331,10 @@ class ConfigError(Exception):
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand(value: Any, env: Mapping[str, str], path: str, issues: list[ConfigIssue]) -> Any:
+Loc = tuple[int | str, ...]
+
+
+def _expand(value: Any, env: Mapping[str, str], loc: Loc, unset: list[tuple[Loc, str]]) -> Any:
     if isinstance(value, str):
 
         def repl(match: re.Match[str]) -> str:
@@ -340,14 +343,14 @@ def _expand(value: Any, env: Mapping[str, str], path: str, issues: list[ConfigIs
                 return env[name]
             if default is not None:
                 return default
-            issues.append(ConfigIssue(path, f"environment variable {name} is not set and has no default"))
+            unset.append((loc, f"environment variable {name} is not set and has no default"))
             return ""
 
         return _VAR_RE.sub(repl, value)
     if isinstance(value, dict):
-        return {k: _expand(v, env, f"{path}.{k}" if path else str(k), issues) for k, v in value.items()}
+        return {k: _expand(v, env, (*loc, k), unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, f"{path}[{i}]", issues) for i, v in enumerate(value)]
+        return [_expand(v, env, (*loc, i), unset) for i, v in enumerate(value)]
     return value
 
 
@@ -460,7 +463,17 @@ def parse_site(text: str, source: str = "<string>", env: Mapping[str, str] | Non
     if not isinstance(raw, dict):
         raise ConfigError(source, [ConfigIssue("", "the file must be a mapping with 'site' and 'cameras'")])
     issues: list[ConfigIssue] = []
-    expanded = _expand(raw, os.environ if env is None else env, "", issues)
+    unset: list[tuple[Loc, str]] = []
+    try:
+        expanded = _expand(raw, os.environ if env is None else env, (), unset)
+    except RecursionError as exc:
+        # A YAML alias inside its own node ("&a [*a]") makes a cycle; or nesting beyond the stack.
+        raise ConfigError(
+            source, [ConfigIssue("", "nested too deeply, or an alias refers to itself")]
+        ) from exc
+    for loc, message in unset:
+        path, line = _locate(root, loc)
+        issues.append(ConfigIssue(path, message, line))
     if issues:
         raise ConfigError(source, issues)
     try:

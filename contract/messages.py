@@ -88,12 +88,16 @@ class IncidentEvent(StrEnum):
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00 lies before datetime.min in UTC
+        raise ValueError("out of range once converted to UTC") from exc
 
 
 class _Base(BaseModel):
-    # Readers ignore unknown fields within a major version (forward compatibility).
-    model_config = ConfigDict(extra="ignore", frozen=True, use_enum_values=False)
+    # Readers ignore unknown fields within a major version (forward compatibility). Non-finite floats
+    # are refused: JSON has no spelling for them, so a message holding one could not be written back.
+    model_config = ConfigDict(extra="ignore", frozen=True, use_enum_values=False, allow_inf_nan=False)
 
 
 class Envelope(_Base):
@@ -294,12 +298,15 @@ def parse_message(payload: bytes | str, topic: Topic | None = None) -> Message:
 
     Raises :class:`ContractError` whose text names each offending field.
     """
-    size = len(payload)
+    # The cap is on the UTF-8 size: as text, a 2 MiB payload can be far fewer characters.
+    size = len(payload) if isinstance(payload, bytes) else len(payload.encode("utf-8", "surrogatepass"))
     if size > MAX_PAYLOAD_BYTES:
         raise ContractError("size", f"<payload>: {size} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit")
     try:
         raw: Any = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: malformed JSON, bad UTF-8, or an integer longer than int() accepts
+        # (sys.get_int_max_str_digits); RecursionError: nesting deeper than the decoder's stack.
         raise ContractError("json", f"<payload>: not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):
         raise ContractError("schema", "<payload>: must be a JSON object")

@@ -36,7 +36,8 @@ class Topic:
 
 
 def _check_id(name: str, value: str) -> None:
-    if not _ID_RE.match(value):
+    # fullmatch, not match: a Python "$" also matches before a final newline ("cam\n").
+    if not _ID_RE.fullmatch(value):
         raise ContractError("topic", f"{name}: {value!r} is not a valid id (letters, digits, '_', '-')")
 
 

@@ -52,21 +52,30 @@ class _TrackLineState:
 
 
 def _signed_distance(segments: list[tuple[PointT, PointT]], p: PointT) -> float:
-    """Signed distance to the nearest segment (sign: side of that segment)."""
+    """Signed distance to the nearest segment (sign: side of the polyline there)."""
     best = math.inf
-    signed = 0.0
-    for a, b in segments:
+    nearest, at = 0, 0.0
+    for i, (a, b) in enumerate(segments):
         ax, ay = a
         bx, by = b
         dx, dy = bx - ax, by - ay
         length2 = dx * dx + dy * dy
-        u = max(0.0, min(1.0, ((p[0] - ax) * dx + (p[1] - ay) * dy) / length2))
+        # length2 underflows to 0 for distinct points closer than ~1e-154 (the config allows them).
+        u = max(0.0, min(1.0, ((p[0] - ax) * dx + (p[1] - ay) * dy) / length2)) if length2 else 0.0
         d = math.hypot(p[0] - (ax + u * dx), p[1] - (ay + u * dy))
         if d < best:
-            best = d
-            s = cross(a, b, p)
-            signed = d if s > 0 else -d if s < 0 else 0.0
-    return signed
+            best, nearest, at = d, i, u
+    s = cross(*segments[nearest], p)
+    # Nearest to a vertex between two segments: past a bend sharper than a right angle, one segment's
+    # line puts p on the wrong side. Where the two disagree, p is on the outer side of the bend.
+    other = nearest + 1 if at == 1.0 else nearest - 1 if at == 0.0 else -1
+    if 0 <= other < len(segments):
+        first, second = segments[min(nearest, other)], segments[max(nearest, other)]
+        s1, s2 = cross(*first, p), cross(*second, p)
+        turn = cross(first[0], first[1], second[1])
+        if not ((s1 > 0 and s2 > 0) or (s1 < 0 and s2 < 0)) and turn != 0:
+            s = -turn
+    return best if s > 0 else -best if s < 0 else 0.0
 
 
 class LineCounter:
@@ -88,8 +97,8 @@ class LineCounter:
         for track in tracks:
             p = track.anchor
             d = _signed_distance(self.segments, p)
-            if abs(d) < self.band:
-                continue
+            if abs(d) < self.band or d == 0:
+                continue  # on the line (even with no band) a track takes no side
             side = 1 if d > 0 else -1
             st = self._state.get(track.track_id)
             if st is None:

@@ -47,7 +47,7 @@ def _peek_ids(payload: bytes) -> tuple[str | None, str | None]:
         return None, None
     try:
         raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not JSON, too deep, an integer too long to parse
         return None, None
     if not isinstance(raw, dict):
         return None, None

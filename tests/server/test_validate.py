@@ -83,3 +83,13 @@ def test_rejection_keeps_ids_for_the_log(validator: Validator) -> None:
     result = validator.check(incoming("pfx/v1/s1/cam-zz/counts", json.dumps(raw).encode()))
     assert isinstance(result, Rejected)
     assert (result.camera_id, result.msg_id) == ("cam-zz", str(mid))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 2000, b'{"camera_id": ' + b"9" * 5000 + b"}", b'{"camera_id": "c", "msg_id": [' * 500],
+    ids=["deep-nesting", "huge-integer", "deep-object"],
+)
+def test_hostile_payloads_become_dead_letters(validator: Validator, payload: bytes) -> None:
+    checked = validator.check(incoming(TOPIC, payload))  # raised RecursionError / ValueError before
+    assert isinstance(checked, Rejected) and checked.reason == "json"

@@ -1,0 +1,1 @@
+"""Property-based tests (Hypothesis): parsers never leak an undocumented exception, geometry holds."""
