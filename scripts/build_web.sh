@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Copy the front-end libraries installed from the npm registry next to the map page (no CDN at run time).
+# Copy the front-end libraries installed from the npm registry next to the web app (no CDN at run time):
+# Leaflet (live map) and Chart.js (planner charts; its UMD build defines the global `Chart`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=server/web/static/vendor
-if [ ! -d node_modules/leaflet/dist ]; then
+if [ ! -f node_modules/leaflet/dist/leaflet.js ] || [ ! -f node_modules/chart.js/dist/chart.umd.js ]; then
   npm install --silent --no-audit --no-fund --legacy-peer-deps >/dev/null
 fi
-mkdir -p "$dest/leaflet"
+mkdir -p "$dest/leaflet" "$dest/chart.js"
 cp -r node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css node_modules/leaflet/dist/images "$dest/leaflet/"
+# chart.umd.js is the minified UMD bundle in Chart.js 4 (chart.umd.min.js is the same code since 4.5).
+cp node_modules/chart.js/dist/chart.umd.js "$dest/chart.js/"
+cp node_modules/chart.js/LICENSE.md "$dest/chart.js/" 2>/dev/null || true
