@@ -177,7 +177,7 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    workdir = ROOT / ".demo"
+    workdir = Path(os.environ.get("CITYWATCH_DEMO_DIR") or ROOT / ".demo")
     workdir.mkdir(exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
     edge_port = _free_port()
