@@ -144,12 +144,14 @@ class LiveCapture(threading.Thread):
             try:
                 cap = _open(self.source)
             except SourceError as exc:
+                looped = False  # reopening failed: the next successful open is a reconnect
                 self._down(str(exc), backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             if not first:
-                self.reconnects += 1
-                self.restarted.set()
+                if not looped:  # a file starting over is not a reconnect
+                    self.reconnects += 1
+                self.restarted.set()  # either way the tracks start afresh
             first = False
             self.connected = True
             self.last_error = ""
@@ -167,7 +169,6 @@ class LiveCapture(threading.Thread):
             looped = ended_cleanly and isinstance(self.source, FileSource) and self.source.loop
             if looped:
                 backoff = 1.0
-                self.reconnects -= 1  # a file loop is not a reconnect
                 continue
             if ended_cleanly and isinstance(self.source, FileSource):
                 log.info("camera %s: end of file", self.camera_id)

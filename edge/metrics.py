@@ -53,6 +53,12 @@ def render_metrics(runners: Sequence[CameraRunner], outbox: Outbox, edge_id: str
         [(lab, r.capture.reconnects) for lab, r in cams],
     )
     metric(
+        "step_errors_total",
+        "counter",
+        "Processing steps that failed (logged; the camera carries on).",
+        [(lab, r.stats.step_errors) for lab, r in cams],
+    )
+    metric(
         "stream_up",
         "gauge",
         "1 while the source delivers frames.",

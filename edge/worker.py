@@ -37,6 +37,7 @@ class CameraStats:
     infer_ms_sum: float = 0.0
     last_fps: float = 0.0
     last_infer_ms: float = 0.0
+    step_errors: int = 0
     error: str = ""
     health: set[HealthFlag] = field(default_factory=set)
 
@@ -103,36 +104,42 @@ class CameraRunner(threading.Thread):
         next_beat = time.monotonic() + self.settings.heartbeat_s
         window_frames, window_start, window_infer = 0, time.monotonic(), 0.0
         while not self.stop_event.is_set():
-            if period:
-                delay = next_due - time.monotonic()
-                if delay > 0:
-                    self.stop_event.wait(delay)
-                next_due = max(next_due + period, time.monotonic() - period)
-            frame = self.capture.latest(timeout=1.0)
-            now = datetime.now(UTC)
-            if frame is None:
-                if not self.capture.connected:
-                    self.pipeline.tick(now, {HealthFlag.STREAM_DOWN})
-                    self._publish_state(StreamState.OFFLINE, self.capture.last_error or "no frames")
-            else:
-                if self.capture.restarted.is_set():
-                    self.capture.restarted.clear()
-                    detector.reset()
-                t0 = time.perf_counter()
-                dets = detector.track(frame.image)
-                window_infer += (time.perf_counter() - t0) * 1000
-                self.pipeline.process(frame.image, frame.captured_at, dets)
-                self.stats.frames += 1
-                window_frames += 1
-                health = self.pipeline.health
-                self._publish_state(StreamState.DEGRADED if health else StreamState.ONLINE, "", health)
-            if time.monotonic() >= next_beat:
-                elapsed = max(time.monotonic() - window_start, 1e-6)
-                self.stats.last_fps = window_frames / elapsed
-                self.stats.last_infer_ms = window_infer / window_frames if window_frames else 0.0
-                self._heartbeat(now)
-                window_frames, window_start, window_infer = 0, time.monotonic(), 0.0
-                next_beat = time.monotonic() + self.settings.heartbeat_s
+            try:
+                if period:
+                    delay = next_due - time.monotonic()
+                    if delay > 0:
+                        self.stop_event.wait(delay)
+                    next_due = max(next_due + period, time.monotonic() - period)
+                frame = self.capture.latest(timeout=1.0)
+                now = datetime.now(UTC)
+                if frame is None:
+                    if not self.capture.connected:
+                        self.pipeline.tick(now, {HealthFlag.STREAM_DOWN})
+                        self._publish_state(StreamState.OFFLINE, self.capture.last_error or "no frames")
+                else:
+                    if self.capture.restarted.is_set():
+                        self.capture.restarted.clear()
+                        detector.reset()
+                    t0 = time.perf_counter()
+                    dets = detector.track(frame.image)
+                    window_infer += (time.perf_counter() - t0) * 1000
+                    self.pipeline.process(frame.image, frame.captured_at, dets)
+                    self.stats.frames += 1
+                    window_frames += 1
+                    health = self.pipeline.health
+                    self._publish_state(StreamState.DEGRADED if health else StreamState.ONLINE, "", health)
+                if time.monotonic() >= next_beat:
+                    elapsed = max(time.monotonic() - window_start, 1e-6)
+                    self.stats.last_fps = window_frames / elapsed
+                    self.stats.last_infer_ms = window_infer / window_frames if window_frames else 0.0
+                    next_beat = time.monotonic() + self.settings.heartbeat_s
+                    window_frames, window_start, window_infer = 0, time.monotonic(), 0.0
+                    self._heartbeat(now)
+            except Exception:
+                # A bug in one step (one frame, one message) must not end this camera for good.
+                self.stats.step_errors += 1
+                log.exception("camera %s: processing step failed; the camera carries on", self.camera.id)
+                self.stop_event.wait(1.0)
 
     def _heartbeat(self, now: datetime) -> None:
         health = set(self.pipeline.health)

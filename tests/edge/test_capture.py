@@ -6,6 +6,9 @@ import shutil
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from citywatch.site import FileSource
 from edge.capture import LiveCapture
 from tests.conftest import VIDEOS, need_shared
@@ -43,3 +46,27 @@ def test_a_source_that_appears_later_is_picked_up(tmp_path: Path) -> None:
         assert cap.last_error == ""
     finally:
         cap.stop()
+
+
+def test_a_looping_file_is_not_a_reconnect(tmp_path: Path) -> None:
+    """A file starting over restarts the tracks but is no reconnect; the counter never goes below
+    zero (it did, between the end of a loop and the reopen, and a heartbeat built then was invalid and
+    ended the camera's thread)."""
+    clip = tmp_path / "short.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), 40 * i, dtype=np.uint8))
+    writer.release()
+    cap = LiveCapture("c", FileSource(path=str(clip), loop=True, realtime=False))
+    cap.start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            seen.append(cap.reconnects)
+            cap.latest(timeout=0.01)
+        assert cap.frames_read > 30  # it looped many times
+        assert cap.restarted.is_set()
+    finally:
+        cap.stop()
+    assert min(seen) == 0 and max(seen) == 0
