@@ -53,7 +53,7 @@ def test_a_looping_file_is_not_a_reconnect(tmp_path: Path) -> None:
     zero (it did, between the end of a loop and the reopen, and a heartbeat built then was invalid and
     ended the camera's thread)."""
     clip = tmp_path / "short.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (64, 48))
     for i in range(3):
         writer.write(np.full((48, 64, 3), 40 * i, dtype=np.uint8))
     writer.release()
