@@ -67,7 +67,10 @@ def main() -> int:
     )
     tmp = tempfile.mkdtemp(prefix="cw-mem-")
     settings = EdgeSettings.from_env(
-        edge_id="mem-bench", outbox=tmp, metrics_port=0, env={"MQTT_URL": args.mqtt}
+        edge_id="mem-bench",
+        outbox=tmp,
+        metrics_port=0,
+        env={"MQTT_URL": args.mqtt, "CITYWATCH_DELIVERY": "broker"},  # no server here
     )
     proc = psutil.Process()
     duration = args.minutes * 60

@@ -749,8 +749,10 @@ def verify(db_url: str, edges: list[Edge], base: datetime) -> dict[str, Any]:
         last_seq, waiting = outbox_state(e.outbox)
         for cam in e.cameras:
             produced = last_seq.get(cam, 0)
-            stranded = set(waiting.get(cam, [])) if e.dead else set()
             got = by_cam_bins.get(cam, {})
+            # Left in the dead edge's outbox and not stored (with end-to-end confirmation, a row
+            # can be stored and still there: its confirmation came after the edge died).
+            stranded = {s for s in waiting.get(cam, []) if s not in got} if e.dead else set()
             missing = [s for s in range(1, produced + 1) if s not in got and s not in stranded]
             mismatched, dup_cells, expected_sum = 0, 0, 0
             for s in range(1, produced + 1):

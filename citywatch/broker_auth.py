@@ -72,18 +72,21 @@ def render_acl(cfg: SiteConfig, source: str = "the site config") -> str:
     lines = [
         f"# Generated for {source}; regenerate with `citywatch broker auth` when cameras change.",
         "# Anything not granted here is denied; there are no anonymous clients.",
-        "# The server reads everything of its sites and publishes alerts; $SYS/broker/uptime is",
-        "# what the compose health check reads.",
+        "# The server reads everything of its sites, publishes alerts and confirms stored messages to",
+        "# the edges; $SYS/broker/uptime is what the compose health check reads.",
         f"user {SERVER_USER}",
         f"topic read {prefix}/v{MAJOR}/#",
         f"topic write {prefix}/alerts/#",
+        f"topic write {prefix}/acks/#",
         "topic read $SYS/broker/uptime",
         "",
-        "# Each edge publishes only under its own cameras' topics (the retained status last will too).",
+        "# Each edge publishes only under its own cameras' topics (the retained status last will too)",
+        "# and reads only its own cameras' delivery confirmations.",
     ]
     for group, cameras in camera_groups(cfg).items():
         lines.append(f"user {edge_user(group)}")
         lines.extend(f"topic write {prefix}/v{MAJOR}/{site}/{cam}/#" for cam in cameras)
+        lines.extend(f"topic read {prefix}/acks/v{MAJOR}/{site}/{cam}" for cam in cameras)
         lines.append("")
     return "\n".join(lines)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from contract.acks import AckMessage
 from contract.messages import MESSAGE_TYPES, SCHEMA_VERSION
 
 
 def render_schemas() -> dict[str, str]:
     """File name -> JSON text of every payload schema."""
     out: dict[str, str] = {}
-    for kind, model in MESSAGE_TYPES.items():
+    models: dict[str, type[Any]] = {**MESSAGE_TYPES, "ack": AckMessage}
+    for kind, model in models.items():
         schema = model.model_json_schema(mode="serialization")
         schema["$id"] = f"https://citywatch.example/schemas/v{SCHEMA_VERSION}/{kind}.json"
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -50,6 +50,13 @@ def topic_for(site_id: str, camera_id: str, kind: str, prefix: str = DEFAULT_PRE
     return str(Topic(prefix, MAJOR, site_id, camera_id, kind))
 
 
+def ack_topic(site_id: str, camera_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Where the server confirms a camera's stored sequence numbers (see :mod:`contract.acks`)."""
+    _check_id("site_id", site_id)
+    _check_id("camera_id", camera_id)
+    return f"{prefix}/acks/v{MAJOR}/{site_id}/{camera_id}"
+
+
 def subscription(prefix: str = DEFAULT_PREFIX, site_id: str = "+") -> str:
     """The topic filter that receives every contract message of a site (or of all sites)."""
     return f"{prefix}/v{MAJOR}/{site_id}/+/+"

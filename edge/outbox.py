@@ -1,4 +1,5 @@
-"""The durable outbox: every message is on disk before it is sent and leaves only when the broker acks.
+"""The durable outbox: every message is on disk before it is sent, and leaves only when it is confirmed:
+by the server (end-to-end, :mod:`contract.acks`; the default) or by the broker's PUBACK.
 
 SQLite in WAL mode with ``synchronous=FULL``: a message handed to :meth:`Outbox.put` survives a crash
 of the process or the machine. Sequence numbers are allocated in the same transaction as the insert,
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_camera ON outbox (camera_id, id);
 CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, id);
@@ -63,6 +65,10 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+            if "seq" not in columns:  # an outbox written by an older version keeps its rows
+                self._db.execute("ALTER TABLE outbox ADD COLUMN seq INTEGER")
+            self._db.execute("CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (camera_id, seq)")
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
         self._count, self._bytes = self._db.execute(
@@ -88,8 +94,9 @@ class Outbox:
                     (camera_id, seq),
                 )
                 self._db.execute(
-                    "INSERT INTO outbox (camera_id, kind, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
-                    (camera_id, kind, topic, payload, time.time()),
+                    "INSERT INTO outbox (camera_id, kind, topic, payload, created, seq) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (camera_id, kind, topic, payload, time.time(), seq),
                 )
                 self._count += 1
                 self._bytes += len(payload)
@@ -135,6 +142,34 @@ class Outbox:
                     self.acked += 1
             self._bytes -= total
             self._db.execute("COMMIT")
+
+    def confirm(self, camera_id: str, seq_ranges: list[tuple[int, int]]) -> int:
+        """Remove a camera's messages whose seq the server confirmed (inclusive ranges); how many."""
+        removed = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            total = 0
+            for first, last in seq_ranges:
+                for (size,) in self._db.execute(
+                    "DELETE FROM outbox WHERE camera_id = ? AND seq BETWEEN ? AND ? "
+                    "RETURNING length(payload)",
+                    (camera_id, first, last),
+                ).fetchall():
+                    total += size
+                    removed += 1
+            self._count -= removed
+            self._bytes -= total
+            self.acked += removed
+            self._db.execute("COMMIT")
+        return removed
+
+    def oldest_age_s(self, camera_id: str) -> float:
+        """Seconds since the oldest message of a camera still here was written (0 when none)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT min(created) FROM outbox WHERE camera_id = ?", (camera_id,)
+            ).fetchone()
+        return 0.0 if row is None or row[0] is None else max(0.0, time.time() - float(row[0]))
 
     def depth(self, camera_id: str | None = None) -> int:
         if camera_id is None:

@@ -1,11 +1,18 @@
-"""MQTT publishing from the outbox: QoS 1, in order, deleted only on PUBACK; retained status + last will.
+"""MQTT publishing from the outbox: QoS 1, in order; retained status + last will.
 
 One MQTT connection per camera, so that each camera has its own last will (a retained ``offline`` on
 its status topic, published by the broker when the connection dies). paho's callbacks only record and
 enqueue; the outbox is read and written on this class's own thread.
 
-After a reconnect everything not yet acknowledged is sent again from the outbox (at-least-once); the
-server stores by ``msg_id``, which makes delivery exactly-once in effect.
+When a message leaves the outbox:
+- ``confirm=True`` (the default, end to end): when the server confirms its seq on the camera's
+  confirmation topic (:mod:`contract.acks`). A PUBACK only means the broker took it; Mosquitto saves
+  its store every ``autosave_interval``, so a broker crash can lose acknowledged messages, which are
+  then sent again: after every reconnect everything unconfirmed is re-sent, and so is anything still
+  unconfirmed after ``resend_after_s`` (a server session that was lost).
+- ``confirm=False``: on the broker's PUBACK (for a broker without a citywatch server behind it).
+
+Re-sent messages are harmless: the server stores by ``msg_id`` and confirms duplicates too.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from contract.acks import parse_ack
+from contract.errors import ContractError
 from contract.messages import StatusMessage, dump_message
-from contract.topics import topic_for
+from contract.topics import ack_topic, topic_for
 from edge.outbox import Outbox
 from edge.settings import MqttSettings
 
@@ -39,12 +48,21 @@ class CameraPublisher(threading.Thread):
         prefix: str,
         offline_status: StatusMessage,
         inflight: int = 20,
+        confirm: bool = True,
+        resend_after_s: float = 300.0,
     ) -> None:
         super().__init__(name=f"publish-{camera_id}", daemon=True)
         self.outbox = outbox
         self.camera_id = camera_id
         self.inflight_max = inflight
         self.status_topic = topic_for(site_id, camera_id, "status", prefix)
+        self.confirm = confirm
+        self.ack_topic = ack_topic(site_id, camera_id, prefix)
+        self._resend_after_s = resend_after_s
+        self._last_resend = time.monotonic()
+        self._confirmations: queue.SimpleQueue[list[tuple[int, int]]] = queue.SimpleQueue()
+        self.confirmed = 0
+        self.resends = 0
         self._stop_event = threading.Event()
         self._wake = threading.Event()
         self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
@@ -74,6 +92,7 @@ class CameraPublisher(threading.Thread):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self._client = client
         self._settings = mqtt_settings
 
@@ -89,6 +108,8 @@ class CameraPublisher(threading.Thread):
             self.connects += 1
             self._last_sent = 0  # re-send everything not yet acknowledged
             status = self._status
+        if self.confirm:
+            client.subscribe(self.ack_topic, qos=1)  # a clean session: subscribe on every connect
         if status is not None:
             client.publish(self.status_topic, dump_message(status), qos=1, retain=True)
         log.info("camera %s: connected to the broker", self.camera_id)
@@ -109,6 +130,16 @@ class CameraPublisher(threading.Thread):
     ) -> None:
         self._acks.put((self._gen, mid))
         self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            ack = parse_ack(bytes(msg.payload))
+        except ContractError as exc:
+            log.warning("camera %s: ignoring a malformed confirmation: %s", self.camera_id, exc)
+            return
+        if ack.camera_id == self.camera_id:
+            self._confirmations.put([tuple(r) for r in ack.seqs])  # type: ignore[misc]
+            self._wake.set()
 
     # -- API -----------------------------------------------------------------------------------------
     def set_status(self, status: StatusMessage) -> None:
@@ -151,11 +182,34 @@ class CameraPublisher(threading.Thread):
             self._wake.clear()
             try:
                 self._drain_acks()
+                self._apply_confirmations()
+                self._maybe_resend()
                 self._send_more()
             except Exception:  # keep publishing whatever one bad step did
                 log.exception("camera %s: publisher step failed", self.camera_id)
                 self._stop_event.wait(1.0)
         self._drain_acks()
+
+    def _apply_confirmations(self) -> None:
+        while True:
+            try:
+                seq_ranges = self._confirmations.get_nowait()
+            except queue.Empty:
+                return
+            self.confirmed += self.outbox.confirm(self.camera_id, seq_ranges)
+
+    def _maybe_resend(self) -> None:
+        """Unconfirmed for too long while connected (the server never got them): send them again."""
+        if not self.confirm or time.monotonic() - self._last_resend < self._resend_after_s:
+            return
+        self._last_resend = time.monotonic()
+        if self.outbox.oldest_age_s(self.camera_id) > self._resend_after_s:
+            with self._lock:
+                if self.connected and not self._inflight:
+                    self._last_sent = 0
+                    self.resends += 1
+                    log.info("camera %s: re-sending messages unconfirmed for over %.0f s", self.camera_id,
+                             self._resend_after_s)  # fmt: skip
 
     def _drain_acks(self) -> None:
         done: list[int] = []
@@ -168,7 +222,8 @@ class CameraPublisher(threading.Thread):
                 row_id = self._inflight.pop(key, None)
                 if row_id is not None:
                     done.append(row_id)
-        self.outbox.delete(done)
+        if not self.confirm:
+            self.outbox.delete(done)  # the broker has it: that is all this mode promises
         self.published += len(done)
 
     def _send_more(self) -> None:

@@ -53,6 +53,9 @@ class EdgeSettings:
     metrics_port: int = 9108
     model_override: str | None = None
     inflight: int = 20
+    #: "server": a message leaves the outbox when the server confirms it (end to end, the default);
+    #: "broker": on the broker's PUBACK (no citywatch server behind the broker).
+    confirm: bool = True
 
     @classmethod
     def from_env(
@@ -79,9 +82,16 @@ class EdgeSettings:
                 if metrics_port is not None
                 else int(e.get("CITYWATCH_METRICS_PORT", "9108")),
                 model_override=model or e.get("CITYWATCH_MODEL_OVERRIDE"),
+                confirm=_delivery(e.get("CITYWATCH_DELIVERY", "server")),
             )
         except ValueError as exc:
             raise SettingsError(str(exc)) from exc
+
+
+def _delivery(value: str) -> bool:
+    if value not in {"server", "broker"}:
+        raise ValueError(f"CITYWATCH_DELIVERY must be 'server' or 'broker', not {value!r}")
+    return value == "server"
 
 
 def _safe_id(name: str) -> str:

@@ -75,6 +75,7 @@ class CameraRunner(threading.Thread):
             site.mqtt_prefix,
             offline_status=self.emitter.status(now, state=StreamState.OFFLINE, reason="connection lost"),
             inflight=settings.inflight,
+            confirm=settings.confirm,
         )
         self.started_at = time.monotonic()
         self._state: tuple[StreamState, frozenset[HealthFlag]] | None = None

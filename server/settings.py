@@ -42,6 +42,7 @@ _ENV: dict[str, str] = {
     "CITYWATCH_TOKEN_TTL_S": "token_ttl_s",
     "CITYWATCH_PUBLIC_URL": "public_url",
     "CITYWATCH_ALERTING": "alerting",
+    "CITYWATCH_CONFIRM": "confirm",
 }
 
 
@@ -99,6 +100,9 @@ class Settings(BaseModel):
         default="", description="The server's address as users reach it (links in alerts); '' = relative."
     )
     alerting: bool = Field(default=True, description="Run the alert engine (rules, channels, escalation).")
+    confirm: bool = Field(
+        default=True, description="Confirm committed sequence numbers to the edges (contract.acks)."
+    )
 
     @property
     def mqtt_host_port(self) -> tuple[str, int, bool]:

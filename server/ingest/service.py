@@ -7,11 +7,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from citywatch.site import SiteConfig
+from contract.acks import AckMessage, ranges
+from contract.topics import ack_topic
 from server.db.migrate import storage_backend
 from server.ingest.subscriber import Subscriber
 from server.ingest.validate import Accepted, Incoming, Rejected, Validator
@@ -39,6 +42,7 @@ class IngestService:
         self.validator = Validator(site, settings.max_future_s, settings.max_age_days)
         self.subscriber = Subscriber(settings, site.mqtt_prefix, site.site.id, metrics)
         self._timezone = site.site.timezone
+        self._site_id, self._prefix = site.site.id, site.mqtt_prefix
         self._on_commit = on_commit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citywatch-writer", daemon=True)
@@ -150,6 +154,21 @@ class IngestService:
             total.cameras |= part.cameras
         return total
 
+    def _confirm(self, checked: list[Accepted | Rejected]) -> None:
+        """Tell each edge which of its sequence numbers are now committed (stored or duplicates).
+
+        QoS 1, not retained; a confirmation that is lost only makes the edge send those messages again
+        after its next reconnect, and they are confirmed then (see :mod:`contract.acks`)."""
+        by_camera: dict[str, set[int]] = {}
+        for c in checked:
+            if isinstance(c, Accepted):
+                by_camera.setdefault(c.message.camera_id, set()).add(c.message.seq)
+        now = datetime.now(UTC)
+        for camera, seqs in by_camera.items():
+            ack = AckMessage(site_id=self._site_id, camera_id=camera, seqs=ranges(seqs), ts=now)
+            topic = ack_topic(self._site_id, camera, self._prefix)
+            self.subscriber.client.publish(topic, ack.model_dump_json().encode(), qos=1)
+
     def _prepare_loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -198,6 +217,8 @@ class IngestService:
             log.info(
                 "%d stored message(s) came on an earlier connection; the broker will resend them", unacked
             )
+        if self.settings.confirm:
+            self._confirm(checked)
         lags = [committed - c.message.ts.timestamp() for c in checked if isinstance(c, Accepted)]
         self.metrics.on_batch(
             size=len(batch),

@@ -72,6 +72,9 @@ def test_acl_grants_each_edge_only_its_cameras() -> None:
     assert "cam-b1" not in sections["edge-grp-a"]
     assert "topic read cwt/v1/#" in sections[SERVER_USER]
     assert "topic write cwt/alerts/#" in sections[SERVER_USER]
+    assert "topic write cwt/acks/#" in sections[SERVER_USER]
+    assert "topic read cwt/acks/v1/tsite/cam-a1" in sections["edge-grp-a"]
+    assert "acks/v1/tsite/cam-b1" not in sections["edge-grp-a"]
     assert "password" not in acl.lower()
 
 

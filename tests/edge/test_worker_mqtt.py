@@ -104,7 +104,13 @@ cameras:
         encoding="utf-8",
     )
     metrics_port = free_port()
-    env = dict(os.environ, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}", CITYWATCH_HEARTBEAT_S="1")
+    # No server here: messages leave the outbox on the broker's PUBACK.
+    env = dict(
+        os.environ,
+        MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
+        CITYWATCH_HEARTBEAT_S="1",
+        CITYWATCH_DELIVERY="broker",
+    )
     proc = _start_edge(tmp_path, site, "it-edge", metrics_port, env)
     try:
         # Broker down: the worker runs and buffers on disk.
