@@ -90,6 +90,15 @@ class AlertRule(_Strict):
         return steps
 
 
+def unique_rule_ids(rules: list[AlertRule]) -> list[AlertRule]:
+    """``rules`` unchanged, or ValueError naming the rule ids used twice."""
+    ids = [r.id for r in rules]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ValueError(f"duplicate rule ids: {', '.join(dupes)}")
+    return rules
+
+
 class WebhookChannelConfig(_Strict):
     kind: Literal["webhook"]
     url: str = Field(pattern=r"^https?://", description="Where alerts are POSTed.")
@@ -142,11 +151,7 @@ class AlertingSection(_Strict):
     @field_validator("rules")
     @classmethod
     def _unique_ids(cls, rules: list[AlertRule]) -> list[AlertRule]:
-        ids = [r.id for r in rules]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"duplicate rule ids: {', '.join(dupes)}")
-        return rules
+        return unique_rule_ids(rules)
 
     @model_validator(mode="after")
     def _known_channels(self) -> AlertingSection:

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from citywatch.alerting import AlertRule, DedupField, EscalationStep, TimeWindow
+from citywatch.alerting import AlertRule, DedupField, EscalationStep, TimeWindow, unique_rule_ids
 from citywatch.site import TimeZoneName
 from contract.messages import IncidentEvent, IncidentMessage, Severity
 
@@ -35,11 +35,7 @@ class AlertingConfig(BaseModel):
     @field_validator("rules")
     @classmethod
     def _unique_ids(cls, rules: list[AlertRule]) -> list[AlertRule]:
-        ids = [r.id for r in rules]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"duplicate rule ids: {', '.join(dupes)}")
-        return rules
+        return unique_rule_ids(rules)
 
     def channel_names(self) -> set[str]:
         """Every channel any rule or escalation step names (to check against the configured ones)."""

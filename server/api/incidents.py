@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from citywatch.alerting import LIVE_CHANNEL as LIVE_ALERT_CHANNEL
-from citywatch.alerting import AlertRule, SlaTargets
+from citywatch.alerting import AlertingSection, AlertRule, SlaTargets
 from citywatch.site import SiteConfig
 from server.api.deps import PoolDep, SettingsDep, SiteDep
 from server.api.errors import from_errors, unprocessable
@@ -435,13 +435,10 @@ async def put_rules(
         rules = [AlertRule.model_validate(r) for r in body]
     except ValidationError as exc:
         raise from_errors(exc.errors(), "body") from exc
-    ids = [r.id for r in rules]
-    known = {*site.alerting.channels, LIVE_ALERT_CHANNEL}
-    unknown = sorted(
-        {c for r in rules for c in [*r.channels, *(c for s in r.escalation for c in s.channels)]} - known
-    )
-    if len(set(ids)) != len(ids) or unknown:
-        raise unprocessable(f"rule ids must be unique; unknown channels: {', '.join(unknown) or 'none'}")
+    try:  # the same checks as the site file's section: unique ids, channels that exist
+        AlertingSection(channels=site.alerting.channels, rules=rules, sla=site.alerting.sla)
+    except ValidationError as exc:
+        raise from_errors(exc.errors(), "body") from exc
     stored = [r.model_dump(mode="json") for r in rules]
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(
