@@ -136,9 +136,6 @@ class AlertEngine:
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._received_at = 0.0
-        self.raised = 0
-        self.escalated = 0
 
     @property
     def rules(self) -> AlertingConfig:
@@ -239,11 +236,10 @@ class AlertEngine:
             return  # ingest records it as a dead letter; nothing to alert on
         incident = checked.message
         group = self._groups.get(incident.camera_id, "default")
-        self._received_at = item.received
         delay = 0.5
         while True:
             try:
-                alerts = await self._raise(pool, incident, group)
+                alerts = await self._raise(pool, incident, group, item.received)
                 break
             except (psycopg.Error, TimeoutError) as exc:
                 # Unacknowledged until stored: the message waits with us, and the broker keeps it.
@@ -254,7 +250,7 @@ class AlertEngine:
             self._spawn(dispatcher.dispatch(alert, rule.channels))
 
     async def _raise(
-        self, pool: AsyncConnectionPool[Any], incident: IncidentMessage, group: str
+        self, pool: AsyncConnectionPool[Any], incident: IncidentMessage, group: str, received: float
     ) -> list[tuple[Alert, AlertRule]]:
         now = datetime.now(UTC)
         raised: list[tuple[Alert, AlertRule]] = []
@@ -297,9 +293,8 @@ class AlertEngine:
                         Jsonb(alert.model_dump(mode="json", exclude={"snapshot_jpeg"})),
                     ),
                 )
-            self.raised += 1
             self.metrics.on_alert()
-            self._arrived[alert.alert_id] = self._received_at
+            self._arrived[alert.alert_id] = received
             log.info("alert %s: rule %s, incident %s", alert.alert_id, rule.id, incident.incident_id)
             raised.append((alert, rule))
         return raised
@@ -338,7 +333,6 @@ class AlertEngine:
                     if await claimed.fetchone() is None:
                         continue  # another instance sent it
                     alert = Alert.model_validate({**payload, "escalation_level": level})
-                    self.escalated += 1
                     self.metrics.on_alert(escalation=True)
                     log.info("alert %s: escalation level %d to %s", alert_id, level, step.channels)
                     self._spawn(dispatcher.dispatch(alert, step.channels))
