@@ -256,7 +256,12 @@ _UPDATE: dict[str, LiteralString] = {
 
 
 async def _transition(
-    action: str, incident_id: UUID, body: Action, request: Request, principal: Principal
+    action: str,
+    incident_id: UUID,
+    body: Action,
+    pool: AsyncConnectionPool[Any],
+    site: SiteConfig,
+    principal: Principal,
 ) -> dict[str, Any]:
     starts, target, perm = _TRANSITIONS[action]
     if not principal.may(perm):
@@ -265,8 +270,6 @@ async def _transition(
         raise unprocessable("assign needs an assignee", "body", "assignee")
     if action in {"resolve", "false-alarm"} and not body.note.strip():
         raise unprocessable("a note is required to close an incident", "body", "note")
-    pool: AsyncConnectionPool[Any] = request.app.state.pool
-    site: SiteConfig = request.state.site
     async with pool.connection() as conn:
         async with conn.transaction():
             row = await _load(conn, incident_id, scoped_cameras(site, principal), lock=True)
@@ -298,12 +301,11 @@ def _action_route(action: str) -> None:
     async def run(
         incident_id: UUID,
         body: Action,
-        request: Request,
+        pool: PoolDep,
         site: SiteDep,
         principal: Annotated[Principal, require(Perm.ACKNOWLEDGE)],
     ) -> dict[str, Any]:
-        request.state.site = site
-        return await _transition(action, incident_id, body, request, principal)
+        return await _transition(action, incident_id, body, pool, site, principal)
 
     run.__name__ = f"incident_{action.replace('-', '_')}"
     router.add_api_route(
