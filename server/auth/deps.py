@@ -43,7 +43,9 @@ def _bearer(authorization: str | None) -> str | None:
     if not authorization:
         return None
     scheme, _, value = authorization.partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
 
 
 async def authenticate(pool: AsyncConnectionPool[Any], secret: str, credential: str) -> Principal | None:

@@ -209,6 +209,8 @@ def test_bad_tokens_and_revocation(app_env: tuple[Any, str]) -> None:
         for bad in (expired, forged, unsigned, token[:-4] + "AAAA", "garbage"):
             r = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {bad}"})
             assert r.status_code == 401, bad
+        # A good token under another scheme is no credential.
+        assert client.get("/api/v1/auth/me", headers={"Authorization": f"Basic {token}"}).status_code == 401
         set_disabled(dsn, username)
         assert client.get("/api/v1/auth/me").status_code == 401  # disabling revokes the token at once
         set_disabled(dsn, username, False)
