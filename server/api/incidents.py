@@ -29,6 +29,7 @@ from citywatch.alerting import LIVE_CHANNEL as LIVE_ALERT_CHANNEL
 from citywatch.alerting import AlertingSection, AlertRule, SlaTargets
 from citywatch.site import SiteConfig
 from server.api.deps import PoolDep, SettingsDep, SiteDep
+from server.api.encoding import site_json, site_row
 from server.api.errors import from_errors, unprocessable
 from server.auth import audit
 from server.auth.deps import Principal, require
@@ -85,21 +86,9 @@ def _sla(row: dict[str, Any], targets: SlaTargets, now: datetime) -> dict[str, A
     }
 
 
-def _jsonable(value: Any, tz: ZoneInfo) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(tz).isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v, tz) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v, tz) for v in value]
-    return value
-
-
 def incident_item(row: dict[str, Any], site: SiteConfig, now: datetime) -> dict[str, Any]:
     item = {**row, "sla": _sla(row, site.alerting.sla, now)}
-    return dict(_jsonable(item, ZoneInfo(site.site.timezone)))
+    return site_row(item, ZoneInfo(site.site.timezone))
 
 
 async def incident_by_id(
@@ -217,9 +206,9 @@ async def incident_detail(
     item["snapshot_url"] = (
         f"{settings.public_url}/api/v1/incidents/{incident_id}/snapshot" if row["has_snapshot"] else None
     )
-    item["events"] = _jsonable(events, tz)
-    item["alerts"] = _jsonable(alerts, tz)
-    item["audit"] = _jsonable(trail, tz)
+    item["events"] = site_json(events, tz)
+    item["alerts"] = site_json(alerts, tz)
+    item["audit"] = site_json(trail, tz)
     return item
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
 from typing import Any, LiteralString
-from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -15,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from citywatch.site import SiteConfig
 from server.api.deps import PoolDep, SiteDep
+from server.api.encoding import site_row
 from server.api.incidents import incident_by_id
 from server.auth.deps import websocket_principal
 from server.auth.roles import Perm
@@ -35,19 +34,6 @@ FROM incidents WHERE state = 'open' AND camera_id = ANY(%s) ORDER BY started_at 
 """
 
 
-def _jsonable(row: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
-    """Datetimes in the site's zone (ISO 8601 with offset), UUIDs as strings."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, datetime):
-            out[k] = v.astimezone(tz).isoformat()
-        elif isinstance(v, UUID):
-            out[k] = str(v)
-        else:
-            out[k] = v
-    return out
-
-
 async def camera_states(
     pool: AsyncConnectionPool[Any], site: SiteConfig, ids: list[str] | None = None
 ) -> list[dict[str, Any]]:
@@ -57,7 +43,7 @@ async def camera_states(
         live = {r["camera_id"]: r for r in await cur.fetchall()}
     out = []
     for c in cams:
-        row = _jsonable(live.get(c.id, {}), ZoneInfo(site.site.timezone))
+        row = site_row(live.get(c.id, {}), ZoneInfo(site.site.timezone))
         out.append(
             {
                 "camera_id": c.id,
@@ -79,7 +65,7 @@ async def camera_states(
 async def open_incidents(pool: AsyncConnectionPool[Any], site: SiteConfig) -> list[dict[str, Any]]:
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_OPEN, ([c.id for c in site.cameras],))
-        return [_jsonable(r, ZoneInfo(site.site.timezone)) for r in await cur.fetchall()]
+        return [site_row(r, ZoneInfo(site.site.timezone)) for r in await cur.fetchall()]
 
 
 @router.get("/cameras", summary="Every camera with its latest status, heartbeat and counts")
