@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import statistics
 import uuid
 from pathlib import Path
@@ -19,6 +20,13 @@ CELLS = [
     for d in dirs
     for c in CLASSES
 ]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def with_db(url: str, name: str) -> str:

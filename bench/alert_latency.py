@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from _common import (
     DEFAULT_MQTT_URL,
     create_database,
     drop_database,
+    free_port,
     percentiles,
     write_site,
 )
@@ -90,12 +90,6 @@ class Receiver:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def incident(site: str, cam: str, seq: int) -> IncidentMessage:
@@ -162,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       cooldown_s: 0
 """
     )
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": db_url,

@@ -31,6 +31,7 @@ from _common import (
     DEFAULT_MQTT_URL,
     create_database,
     drop_database,
+    free_port,
     percentiles,
     write_site,
 )
@@ -79,11 +80,7 @@ def message(
 def spawn_broker(tmp: Path, inflight: int) -> tuple[subprocess.Popen[bytes], str]:
     """Mosquitto with the limits of deploy/mosquitto/mosquitto.conf (queue, in-flight window)."""
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     conf = tmp / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 200000\n"

@@ -31,13 +31,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from _common import free_port
 from faults import (
     ROOT,
     Broker,
     HarnessError,
     Postgres,
     Server,
-    free_port,
     kill_group,
     query,
     spawn,

@@ -15,8 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.mosquitto import free_port
 from tests.server.helpers import Publisher, counts, poll, write_site
-from tests.server.server_proc import ServerProcess, free_port
+from tests.server.server_proc import ServerProcess
 
 pytestmark = pytest.mark.integration
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

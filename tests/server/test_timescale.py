@@ -25,9 +25,9 @@ from server.history import queries
 from server.ingest.writer import BatchWriter
 from server.settings import Settings
 from tests.conftest import in_ci
+from tests.mosquitto import free_port
 from tests.server.helpers import counts
 from tests.server.history_data import START, TZ, expected_volume, generate, store
-from tests.server.server_proc import free_port
 from tests.server.test_writer import acc
 
 pytestmark = pytest.mark.timescale

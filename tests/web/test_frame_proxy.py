@@ -111,7 +111,7 @@ def test_edge_failures_map_to_clear_statuses(
 
 
 def test_unreachable_edge_is_502(site: SiteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.server.server_proc import free_port
+    from tests.mosquitto import free_port
 
     monkeypatch.setenv(FRAME_URL_ENV, f"http://127.0.0.1:{free_port()}/cameras/{{camera_id}}/frame.jpg")
     with pytest.raises(HTTPException) as err:
