@@ -19,7 +19,7 @@ from server.auth.deps import Principal, PrincipalDep, require
 from server.auth.passwords import MIN_LENGTH, hash_password, verify_password
 from server.auth.ratelimit import LoginLimiter
 from server.auth.roles import Perm, Role
-from server.auth.users import API_KEY_PREFIX, find_user, key_hash, new_api_key
+from server.auth.users import API_KEY_PREFIX, INSERT_API_KEY, INSERT_USER, find_user, key_hash, new_api_key
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -148,8 +148,7 @@ async def add_user(body: UserCreate, pool: PoolDep, admin: AdminDep) -> UserOut:
     async with pool.connection() as conn, conn.transaction():
         try:
             await conn.execute(
-                "INSERT INTO users (username, display_name, role, camera_groups, password_hash) "
-                "VALUES (%s, %s, %s, %s, %s)",
+                INSERT_USER,
                 (body.username, body.display_name, body.role.value, body.camera_groups, hashed),
             )
         except psycopg.errors.UniqueViolation as exc:
@@ -212,8 +211,7 @@ async def add_key(body: KeyCreate, pool: PoolDep, admin: AdminDep) -> dict[str, 
     async with pool.connection() as conn, conn.transaction():
         try:
             await conn.execute(
-                "INSERT INTO api_keys (name, key_hash, key_prefix, role, camera_groups, created_by) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
+                INSERT_API_KEY,
                 (body.name, key_hash(key), key[:8], body.role.value, body.camera_groups, admin.name),
             )
         except psycopg.errors.UniqueViolation as exc:

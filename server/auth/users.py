@@ -29,6 +29,17 @@ _SELECT_USERS_ORDERED: LiteralString = _SELECT_USERS + " ORDER BY username"
 _SELECT_USER: LiteralString = _SELECT_USERS + " WHERE username = %s"
 
 
+#: Shared by the CLI functions here and the admin API (server.api.auth).
+INSERT_USER: LiteralString = (
+    "INSERT INTO users (username, display_name, role, camera_groups, password_hash) "
+    "VALUES (%s, %s, %s, %s, %s)"
+)
+INSERT_API_KEY: LiteralString = (
+    "INSERT INTO api_keys (name, key_hash, key_prefix, role, camera_groups, created_by) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
 class UserError(Exception):
     """A user or key operation that cannot be done (exists already, unknown, bad value)."""
 
@@ -92,8 +103,7 @@ def create_user(
     with psycopg.connect(conninfo, autocommit=True) as conn:
         try:
             conn.execute(
-                "INSERT INTO users (username, display_name, role, camera_groups, password_hash) "
-                "VALUES (%s, %s, %s, %s, %s)",
+                INSERT_USER,
                 (username, display_name or "", role_.value, camera_groups, hashed),
             )
         except psycopg.errors.UniqueViolation as exc:
@@ -149,8 +159,7 @@ def create_api_key(
     with psycopg.connect(conninfo, autocommit=True) as conn:
         try:
             conn.execute(
-                "INSERT INTO api_keys (name, key_hash, key_prefix, role, camera_groups, created_by) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
+                INSERT_API_KEY,
                 (name, key_hash(key), key[:8], role_.value, camera_groups, created_by),
             )
         except psycopg.errors.UniqueViolation as exc:
