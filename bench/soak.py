@@ -271,7 +271,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise HarnessError("the edge worker exited during start-up")
                 time.sleep(1)
             else:
-                raise HarnessError("the cameras did not all start analysing within 180 s")
+                log_tail = (tmp / "edge.log").read_text(errors="replace")[-3000:]
+                raise HarnessError(
+                    f"the cameras did not all start analysing within 180 s; edge log:\n{log_tail}"
+                )
             progress = tmp / "load.json"
             load = spawn(
                 [sys.executable, str(Path(__file__).resolve()), "load", "--mqtt-port", str(broker.port),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,16 @@ import httpx
 from tests.mosquitto import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class ServerProcess:
@@ -41,6 +52,11 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
+        if not _bindable(self.port):
+            # While the server was down another socket (an outgoing connection's ephemeral port)
+            # may have taken its port: restart on a new one rather than fail to bind.
+            self.port = free_port()
+            self.env["CITYWATCH_HTTP_PORT"] = str(self.port)
         exe = Path(sys.executable).with_name("citywatch")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
