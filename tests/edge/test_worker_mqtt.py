@@ -72,11 +72,14 @@ def _metric(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
-def test_edge_run_loses_nothing_when_the_broker_goes_away(tmp_path: Path, unique: str) -> None:
+def test_edge_run_loses_nothing_when_the_broker_goes_away(
+    tmp_path: Path, unique: str, request: pytest.FixtureRequest
+) -> None:
     video = need_shared(VIDEOS / "vn-hcmc-motorbikes-wrongway.mp4")
     model = need_shared(MODEL_PATH)
     prefix = f"cwtest{unique}"
     broker = Broker(tmp_path / "broker")
+    request.addfinalizer(broker.stop)  # it is left running at the end of the test
     broker.start()
     collector = Collector(broker.port, prefix)
     assert collector.subscribed.wait(10)
