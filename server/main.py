@@ -8,6 +8,7 @@ import psycopg
 
 from citywatch.site import ConfigError, SiteConfig, load_site
 from server.db.migrate import MigrateResult, migrate, wait_for_database
+from server.db.roles import privilege_problems, provision_app_role
 from server.db.timescale import apply_policies
 from server.errors import ServerError
 from server.settings import Settings
@@ -16,13 +17,24 @@ log = logging.getLogger(__name__)
 
 
 def prepare(settings: Settings, site: SiteConfig) -> MigrateResult:
-    """Wait for the database, migrate it and (on TimescaleDB) apply the policies."""
-    dsn = settings.database_url.get_secret_value()
+    """Wait for the database, migrate it as the owner and (on TimescaleDB) apply the policies; make
+    the server's own role a restricted application role (when the owner's DSN is a separate one)."""
+    dsn = settings.migrate_dsn
     wait_for_database(dsn, settings.db_wait_s)
     with psycopg.connect(dsn, autocommit=True) as conn:
         result = migrate(conn, site.site.timezone, settings.timescale)
         if result.backend == "timescale":
             apply_policies(conn, settings)
+        if settings.migrate_database_url is not None:
+            provision_app_role(conn, settings.database_url.get_secret_value())
+    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
+        problems = privilege_problems(conn)
+    if problems:
+        log.warning(
+            "the server's database role %s: the newest audit rows can be deleted; set "
+            "CITYWATCH_MIGRATE_DATABASE_URL to the owner and DATABASE_URL to a role of its own",
+            ", ".join(problems),
+        )
     log.info(
         "database ready (%s): %d migration(s) applied, %d skipped",
         result.backend,
