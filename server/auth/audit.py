@@ -13,8 +13,9 @@ Three layers, each against a different attacker:
 * **Anchored head.** Every ``CITYWATCH_AUDIT_ANCHOR_S`` the head (last id, its hash, the row count) is
   appended to ``CITYWATCH_AUDIT_ANCHOR`` (a file the database cannot reach, MACed with the key), logged
   and exported as a metric. :func:`verify` checks that the anchored head is still there: deleting the
-  newest rows, which leaves a valid shorter chain, is found. Rows written after the last export can
-  still go unnoticed: the window is the export interval.
+  newest rows, which leaves a valid shorter chain, is found, and the exporter refuses to anchor a head
+  whose anchored predecessor is gone, so later rows do not paper over the cut. Rows written after the
+  last export can still be cut unnoticed: the window is the export interval.
 
 Appends are serialised by a transaction-level advisory lock, so concurrent writers (several server
 instances) still form one chain. The key and the anchor file are per process, like the settings they
@@ -258,15 +259,28 @@ def _append_anchor(path: Path, h: Head, key: bytes | None) -> str:
     return line
 
 
-async def export_head(conn: psycopg.AsyncConnection[Any], path: Path | None, key: bytes | None) -> Head:
-    """Read the head; append it to the anchor file (when set and changed) and log it."""
-    h = await head(conn)
-    if path is not None:
-        last = await asyncio.to_thread(read_anchor, path)
-        if last is None or (last.id, last.hash) != (h.id, h.hash):
-            await asyncio.to_thread(_append_anchor, path, h, key)
-            log.info("audit head id=%d hash=%s rows=%d", h.id, h.hash, h.rows)
-    return h
+class ChainCutError(Exception):
+    """The anchored head is no longer in the table (or the anchor file was not written by us)."""
+
+
+async def anchor_head(conn: psycopg.AsyncConnection[Any], h: Head, path: Path, key: bytes | None) -> bool:
+    """Append ``h`` to the anchor file when it moved on from the last entry; True when written.
+
+    Refuses (:class:`ChainCutError`) when the last anchored row is gone or changed: anchoring the
+    new head would bless the cut, so the file keeps the evidence until someone looks."""
+    last = await asyncio.to_thread(read_anchor, path)
+    if last is not None:
+        cur = await conn.execute("SELECT hash FROM audit_log WHERE id = %s", (last.id,))
+        row = await cur.fetchone()
+        stored = None if row is None else str(row[0])
+        problem = _check_anchor(last, stored, h.rows, key) if last.id != 0 else None
+        if problem is not None:
+            raise ChainCutError(problem)
+        if (last.id, last.hash) == (h.id, h.hash):
+            return False
+    await asyncio.to_thread(_append_anchor, path, h, key)
+    log.info("audit head id=%d hash=%s rows=%d", h.id, h.hash, h.rows)
+    return True
 
 
 async def anchor_loop(
@@ -274,21 +288,29 @@ async def anchor_loop(
 ) -> None:
     """Export the head every ``interval_s`` until cancelled (then once more, so a clean stop leaves the
     final head anchored)."""
+    reported: list[str] = []
     try:
         while True:
-            await _export_once(pool, on_head)
+            await _export_once(pool, on_head, reported)
             await asyncio.sleep(interval_s)
     except asyncio.CancelledError:
-        await _export_once(pool, on_head)
+        await _export_once(pool, on_head, reported)
         raise
 
 
-async def _export_once(pool: AsyncConnectionPool[Any], on_head: Callable[[Head], None] | None) -> None:
+async def _export_once(
+    pool: AsyncConnectionPool[Any], on_head: Callable[[Head], None] | None, reported: list[str]
+) -> None:
     try:
         async with pool.connection(timeout=10.0) as conn:
-            h = await export_head(conn, _config.anchor_path, _config.key)
+            h = await head(conn)
+            if on_head is not None:
+                on_head(h)  # exported even when it cannot be anchored: a falling row count alerts
+            if _config.anchor_path is not None:
+                await anchor_head(conn, h, _config.anchor_path, _config.key)
+    except ChainCutError as exc:
+        if reported != [str(exc)]:  # once per finding, not every tick
+            reported[:] = [str(exc)]
+            log.error("audit chain: %s; the head is not anchored until this is resolved", exc)
     except Exception:  # the loop outlives a database or disk hiccup; the next tick retries
         log.exception("audit head export failed")
-        return
-    if on_head is not None:
-        on_head(h)
