@@ -9,7 +9,7 @@ are small here, so holding one is cheap) and refused as soon as it passes it.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -77,10 +77,17 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
+#: History lives between these: outside them bucket arithmetic in a local zone can overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def check_span(
     start: datetime, end: datetime, max_days: int, field: str = "end", what: str = "range"
 ) -> None:
-    """422 when ``[start, end)`` is longer than ``max_days``."""
+    """422 when ``[start, end)`` is longer than ``max_days`` or outside 1970-2200."""
+    if start < EARLIEST or end > LATEST:
+        raise unprocessable("dates must lie between 1970 and 2200", "query", field)
     if end - start > timedelta(days=max_days):
         raise unprocessable(f"{what} longer than {max_days} days: ask for a shorter one", "query", field)
 
