@@ -5,6 +5,9 @@
 -- and write the data tables but only INSERT and SELECT audit_log: no UPDATE, DELETE or TRUNCATE, and,
 -- not being the owner, it cannot drop or disable the append-only triggers either.
 
+-- SLA reports select incidents by camera and arrival time.
+CREATE INDEX incidents_received ON incidents (camera_id, received_at);
+
 -- sha256: the chain of before a key was configured; hmac-sha256: keyed with CITYWATCH_AUDIT_KEY.
 ALTER TABLE audit_log ADD COLUMN alg text NOT NULL DEFAULT 'sha256' CHECK (alg IN ('sha256', 'hmac-sha256'));
 
