@@ -10,14 +10,18 @@ lock and failed.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 
+from server.api.export import table_response_async
 from tests.server.history_data import START
 from tests.server.security_history.common import Headers, migrated, serve, write_site
 
@@ -134,3 +138,26 @@ def test_requests_within_the_limits_are_answered(
     client, headers, _ = app
     r = client.get(path, params=params, headers=headers[role])
     assert r.status_code == 200, r.text
+
+
+class _ThreadRecorder:
+    """A cell value that notes the thread that renders it (CSV calls ``str`` on each cell)."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def __str__(self) -> str:
+        self.threads.append(threading.get_ident())
+        return "x"
+
+
+def test_csv_bodies_are_built_off_the_event_loop() -> None:
+    """On main ``table_response`` built the whole body on the event loop, stalling every request."""
+    cell = _ThreadRecorder()
+
+    async def build() -> int:
+        await table_response_async([{"v": cell}] * 3, ["v"], fmt="csv", tz=ZoneInfo("UTC"), meta={}, name="t")
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(build())
+    assert len(cell.threads) == 3 and loop_thread not in cell.threads
