@@ -38,14 +38,15 @@ def migrated(dsn: str, site_path: Path) -> SiteConfig:
 
 @contextmanager
 def serve(
-    dsn: str, site_path: Path, env: dict[str, str] | None = None
+    dsn: str, site_path: Path, env: dict[str, str] | None = None, roles: tuple[str, ...] = ROLES
 ) -> Iterator[tuple[TestClient, dict[str, Headers]]]:
-    """The app (no ingest) and an Authorization header per role."""
+    """The app (no ingest) and an Authorization header per role (each login hashes a password: only
+    the roles a module uses)."""
     site = load_site(site_path)
     settings = Settings.from_env({"DATABASE_URL": dsn, "CITYWATCH_SITE": str(site_path), **(env or {})})
     with TestClient(create_app(settings, site, ingest=False)) as client:
         headers: dict[str, Headers] = {}
-        for role in ROLES:
+        for role in roles:
             name = f"t-{role}-{uuid.uuid4().hex[:8]}"
             create_user(dsn, name, PASSWORD, role, None)
             r = client.post("/api/v1/auth/token", data={"username": name, "password": PASSWORD})

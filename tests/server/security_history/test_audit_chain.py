@@ -95,7 +95,7 @@ def setup(fresh_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     # As `citywatch server run` does: migrate as the owner, provision the server's own role.
     prepare(settings, load_site(site_path))
     try:
-        with serve(app_dsn, site_path, env) as (client, headers):
+        with serve(app_dsn, site_path, env, roles=("admin", "police", "planner")) as (client, headers):
             yield Setup(client, headers, fresh_db, app_dsn, anchor)
     finally:
         audit.configure(None, None)

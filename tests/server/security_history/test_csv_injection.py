@@ -79,7 +79,7 @@ def app(fresh_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         # Stored directly: whatever ingest lets through (or let through before), export must be safe.
         writer.write(conn, [acc(msg), acc(hostile)])
-    with serve(fresh_db, path) as (client, headers):
+    with serve(fresh_db, path, roles=("admin",)) as (client, headers):
         yield client, headers["admin"]
 
 

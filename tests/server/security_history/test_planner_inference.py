@@ -54,7 +54,8 @@ def app(
         ]
         msg = counts(SITE, CAM, 100, TURN_BIN, bin_s=60).model_copy(update={"movements": moves})
         writer.write(conn, [acc(msg)])
-    with serve(fresh_db, site_path, {"CITYWATCH_AGGREGATE_K": str(K)}) as (client, headers):
+    env = {"CITYWATCH_AGGREGATE_K": str(K)}
+    with serve(fresh_db, site_path, env, roles=("operator", "police", "planner")) as (client, headers):
         yield client, headers
 
 
