@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from citywatch.site import load_site
 from contract import IncidentEvent
 from server.auth import audit
+from server.db.migrate import Migration, load_migrations, may_migrate, pending
 from server.db.roles import APP_ROLE, privilege_problems
 from server.ingest.writer import BatchWriter
 from server.main import prepare
@@ -162,6 +163,20 @@ def test_the_server_runs_as_the_restricted_role(setup: Setup) -> None:
     assert setup.verify() == {"ok": True, "rows": anchored.rows, "first_bad_id": None, "reason": None}
     metrics = setup.client.get("/metrics", headers=setup.headers["admin"]).text
     assert f"citywatch_audit_head_id {anchored.id}" in metrics
+
+
+def test_the_server_starts_with_only_its_restricted_dsn(setup: Setup, tmp_path: Path) -> None:
+    """Migrations as a separate job: the server, given only its own DSN, checks and does not migrate."""
+    site_path = write_site(tmp_path, SITE, ["cam-a1"])
+    only_app = Settings.from_env(
+        {"DATABASE_URL": setup.app, "CITYWATCH_SITE": str(site_path), "CITYWATCH_TIMESCALE": "off"}
+    )
+    assert prepare(only_app, load_site(site_path)).applied == []
+    future = Migration(9999, "future", "CREATE TABLE later (id int)", None)
+    with psycopg.connect(setup.app, autocommit=True) as conn:
+        assert not may_migrate(conn)
+        assert pending(conn) == []
+        assert pending(conn, [*load_migrations(), future]) == ["9999_future"]
 
 
 def _owner_tamper(owner: str, statements: list[str]) -> None:
