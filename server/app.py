@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from citywatch.site import SiteConfig
 from server.alerting.engine import AlertEngine
 from server.api import auth, history, incidents, live, ops
 from server.api.limits import DEFAULT_MAX_BYTES, BodySizeLimit
+from server.auth import audit
 from server.auth.deps import require
 from server.auth.ratelimit import LoginLimiter
 from server.auth.roles import Perm
@@ -47,6 +49,10 @@ def create_app(
         jwt_secret = secrets.token_urlsafe(48)
         log.warning("CITYWATCH_JWT_SECRET is unset: using a random key; tokens end when this process does")
     shared_metrics = metrics or Metrics()
+    audit_key = settings.audit_key.get_secret_value().encode() if settings.audit_key is not None else None
+    audit.configure(audit_key, settings.audit_anchor_path)
+    if audit_key is None:
+        log.warning("CITYWATCH_AUDIT_KEY is unset: the audit chain is unkeyed (re-chaining goes unnoticed)")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,9 +77,16 @@ def create_app(
         app.state.alerts = engine
         if engine is not None:
             await asyncio.to_thread(engine.start)
+        anchor = asyncio.create_task(
+            audit.anchor_loop(pool, settings.audit_anchor_s, shared_metrics.set_audit_head),
+            name="audit-anchor",
+        )
         try:
             yield
         finally:
+            anchor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await anchor
             if engine is not None:
                 await asyncio.to_thread(engine.stop)
             if service is not None:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.auth.audit import Head
 
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000)
 _LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
@@ -56,6 +61,9 @@ class Metrics:
         self._commit_latency = _Histogram(_LAG_BUCKETS)
         self._lag = _Histogram(_LAG_BUCKETS)
         self.alerts_raised = 0
+        self.audit_head_id = 0
+        self.audit_head_rows = 0
+        self.audit_head_exported = 0.0
         self.alert_escalations = 0
         self.alert_attempts: defaultdict[tuple[str, bool], int] = defaultdict(int)
         self._alert_latency = _Histogram(_LAG_BUCKETS)
@@ -122,6 +130,13 @@ class Metrics:
             self.alert_attempts[channel, ok] += 1
             if ok and since_incident_s is not None:
                 self._alert_latency.observe(since_incident_s)
+
+    def set_audit_head(self, head: Head) -> None:
+        """The audit chain's head as last exported (``server.auth.audit.Head``)."""
+        with self._lock:
+            self.audit_head_id = head.id
+            self.audit_head_rows = head.rows
+            self.audit_head_exported = time.time()
 
     def render(self) -> str:
         """The Prometheus text exposition (version 0.0.4)."""
@@ -214,4 +229,15 @@ class Metrics:
             lines += self._alert_latency.render(
                 "citywatch_alert_delivery_seconds", "From the incident's arrival at the server to delivery."
             )
+            lines += [
+                "# HELP citywatch_audit_head_id Id of the newest audit row at the last head export.",
+                "# TYPE citywatch_audit_head_id gauge",
+                f"citywatch_audit_head_id {self.audit_head_id}",
+                "# HELP citywatch_audit_head_rows Audit rows at the last head export (falls: rows removed).",
+                "# TYPE citywatch_audit_head_rows gauge",
+                f"citywatch_audit_head_rows {self.audit_head_rows}",
+                "# HELP citywatch_audit_head_exported_seconds When the head was last exported (Unix time).",
+                "# TYPE citywatch_audit_head_exported_seconds gauge",
+                f"citywatch_audit_head_exported_seconds {self.audit_head_exported:.0f}",
+            ]
         return "\n".join(lines) + "\n"

@@ -43,6 +43,15 @@ _ENV: dict[str, str] = {
     "CITYWATCH_PUBLIC_URL": "public_url",
     "CITYWATCH_ALERTING": "alerting",
     "CITYWATCH_CONFIRM": "confirm",
+    "CITYWATCH_MIGRATE_DATABASE_URL": "migrate_database_url",
+    "CITYWATCH_AUDIT_KEY": "audit_key",
+    "CITYWATCH_AUDIT_ANCHOR": "audit_anchor_path",
+    "CITYWATCH_AUDIT_ANCHOR_S": "audit_anchor_s",
+    "CITYWATCH_AGGREGATE_K": "aggregate_k",
+    "CITYWATCH_AGGREGATE_BUCKET": "aggregate_bucket",
+    "CITYWATCH_HISTORY_MAX_ROWS": "history_max_rows",
+    "CITYWATCH_HISTORY_MAX_DAYS": "history_max_days",
+    "CITYWATCH_HISTORY_MAX_RAW_DAYS": "history_max_raw_days",
 }
 
 
@@ -103,6 +112,40 @@ class Settings(BaseModel):
     confirm: bool = Field(
         default=True, description="Confirm committed sequence numbers to the edges (contract.acks)."
     )
+    migrate_database_url: SecretStr | None = Field(
+        default=None,
+        description="DSN of the schema owner, used only to migrate (and to provision the DATABASE_URL "
+        "role as a restricted application role); unset: DATABASE_URL migrates too.",
+    )
+    audit_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="HMAC key of the audit chain; never stored in the database. Unset: plain SHA-256 "
+        "(anyone who can write the table can re-chain it).",
+    )
+    audit_anchor_path: Path | None = Field(
+        default=None, description="File the audit head is appended to periodically (verify checks it)."
+    )
+    audit_anchor_s: float = Field(default=60.0, gt=0, description="How often the audit head is exported.")
+    aggregate_k: int = Field(
+        default=5, ge=1, description="Callers without incident rights see no cell counting fewer than k."
+    )
+    aggregate_bucket: Literal["1h", "1d"] = Field(
+        default="1h", description="Ranges of callers without incident rights snap to these buckets."
+    )
+    history_max_rows: int = Field(
+        default=100_000, ge=1, description="Most camera x bucket cells one history request may ask for."
+    )
+    history_max_days: int = Field(default=400, ge=1, description="Longest range of a history request.")
+    history_max_raw_days: int = Field(
+        default=31, ge=1, description="Longest range of a scan of raw rows (source=raw, turning movements)."
+    )
+
+    @property
+    def migrate_dsn(self) -> str:
+        """The DSN migrations run with: the owner's when set, else the application's."""
+        url = self.migrate_database_url or self.database_url
+        return url.get_secret_value()
 
     @property
     def mqtt_host_port(self) -> tuple[str, int, bool]:

@@ -1,7 +1,13 @@
-"""Tabular responses: JSON, CSV or Parquet from the same rows."""
+"""Tabular responses: JSON, CSV or Parquet from the same rows.
+
+Building a body is CPU work (thousands of rows): :func:`table_response_async` does it in a worker
+thread so the event loop keeps serving. CSV cells that a spreadsheet would read as a formula are
+neutralised (:func:`csv_safe`): edges send free text that ends up in planners' spreadsheets.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import Sequence
@@ -23,6 +29,18 @@ EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
         }
     }
 }
+
+
+#: A spreadsheet starts a formula (or a DDE command) at a cell opening with one of these.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell that would open as a formula gets a leading single quote (OWASP's CSV injection
+    advice); numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _cell(value: Any, tz: ZoneInfo) -> Any:
@@ -53,7 +71,7 @@ def table_response(
         writer = csv.writer(buf)
         writer.writerow(columns)
         for r in rows:
-            writer.writerow([_cell(r[c], tz) for c in columns])
+            writer.writerow([csv_safe(_cell(r[c], tz)) for c in columns])
         return Response(
             buf.getvalue(),
             media_type="text/csv",
@@ -70,3 +88,16 @@ def table_response(
         media_type="application/vnd.apache.parquet",
         headers={"Content-Disposition": f'attachment; filename="{name}.parquet"'},
     )
+
+
+async def table_response_async(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    fmt: Format,
+    tz: ZoneInfo,
+    meta: dict[str, Any],
+    name: str,
+) -> Response:
+    """:func:`table_response` in a worker thread (off the event loop)."""
+    return await asyncio.to_thread(table_response, rows, columns, fmt=fmt, tz=tz, meta=meta, name=name)

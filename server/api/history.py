@@ -1,5 +1,11 @@
 """History API for planners: volumes, peak hours, period comparison, incidents, turning movements;
-JSON, CSV, Parquet."""
+JSON, CSV, Parquet.
+
+Every request's size is checked before any query runs (a 422 naming the limit): the range in days, the
+camera x bucket cells, and raw scans (``source=raw``, admins only; turning movements). Callers without
+the incidents permission (planners) get aggregates only (:mod:`server.history.privacy`): incident and
+turning-movement ranges snap to whole buckets, and cells under ``k`` are suppressed.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +19,19 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from citywatch.site import SiteConfig
-from server.api.deps import PoolDep, SiteDep
+from server.api.deps import PoolDep, SettingsDep, SiteDep
 from server.api.errors import unprocessable
-from server.api.export import EXPORT_RESPONSES, Format, table_response
+from server.api.export import EXPORT_RESPONSES, Format, table_response_async
+from server.api.limits import check_cells, check_span
+from server.auth.deps import PrincipalDep
+from server.auth.roles import Perm
 from server.history import queries
 from server.history.bins import Granularity, floor_bucket
+from server.history.privacy import snap, suppress
+from server.settings import Settings
 
 router = APIRouter(prefix="/api/v1/history", tags=["history"])
 
-MAX_BUCKETS = 200_000
 _STEP = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 
 CameraQ = Annotated[list[str] | None, Query(description="Camera ids (repeatable); all cameras when absent.")]
@@ -40,11 +50,25 @@ def _cameras(site: SiteConfig, wanted: list[str] | None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def _check_range(start: datetime, end: datetime) -> None:
+def _check_range(start: datetime, end: datetime, max_days: int | None = None, field: str = "end") -> None:
     if start.tzinfo is None or end.tzinfo is None:
         raise unprocessable("start and end need a UTC offset", "query", "start")
     if end <= start:
-        raise unprocessable("end must be after start", "query", "end")
+        raise unprocessable("end must be after start", "query", field)
+    if max_days is not None:
+        check_span(start, end, max_days, field)
+
+
+def _hour_span(s: datetime, e: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[s, e)`` widened to whole local hours."""
+    return floor_bucket(s, "1h", tz), floor_bucket(e - timedelta(microseconds=1), "1h", tz) + timedelta(
+        hours=1
+    )
+
+
+def _aggregates_only(settings: Settings, principal: PrincipalDep) -> int | None:
+    """``k`` for callers who may not see incidents one by one; None for those who may."""
+    return None if principal.may(Perm.INCIDENTS) else settings.aggregate_k
 
 
 @router.get(
@@ -56,6 +80,8 @@ async def volume(
     *,
     pool: PoolDep,
     site: SiteDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
     start: StartQ,
     end: EndQ,
     camera_id: CameraQ = None,
@@ -68,17 +94,22 @@ async def volume(
         ),
     ] = None,
     source: Annotated[
-        Literal["rollup", "raw"], Query(description="rollup (fast) or raw rows; the answers are equal.")
+        Literal["rollup", "raw"],
+        Query(description="rollup (fast) or raw rows (admins only; short ranges); the answers are equal."),
     ] = "rollup",
     format: FormatQ = "json",
 ) -> Response:
     """Every (camera, bucket) appears, with ``quality`` (ok, degraded, tampering, offline, no_data),
     ``coverage`` (share of the bucket with count bins) and the ``health`` flags seen."""
-    _check_range(start, end)
+    if source == "raw" and not principal.may(Perm.ADMIN):
+        # A raw scan costs seconds per month of data: a diagnostic for admins, not a planner's query.
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "source=raw is for admins")
+    _check_range(start, end, settings.history_max_days)
     tz = ZoneInfo(site.site.timezone)
     cams = _cameras(site, camera_id)
-    if (end - start) / _STEP[bin] * len(cams) > MAX_BUCKETS:
-        raise unprocessable("range too long for this bin size: use a larger bin", "query", "bin")
+    if source == "raw":
+        check_span(start, end, settings.history_max_raw_days, what="a raw scan's range")
+    check_cells(start, end, _STEP[bin], len(cams), settings.history_max_rows)
     dims: tuple[queries.Dim, ...] = (
         tuple(d for d in group_by if d != "camera") if group_by else queries.ALL_DIMS
     )
@@ -88,9 +119,10 @@ async def volume(
         )
     columns = ["camera_id", "bucket", "line_id", "direction", "cls", "count", "quality", "coverage", "health"]
     meta = {"site_id": site.site.id, "timezone": site.site.timezone, "bin": bin, "source": source}
-    return table_response(
-        [dataclasses.asdict(r) for r in rows], columns, fmt=format, tz=tz, meta=meta, name=f"volume-{bin}"
-    )
+    # VolumeRow has slots and flat fields: a dict per row without asdict's deep copy.
+    names = [f.name for f in dataclasses.fields(queries.VolumeRow)]
+    body = [{n: getattr(r, n) for n in names} for r in rows]
+    return await table_response_async(body, columns, fmt=format, tz=tz, meta=meta, name=f"volume-{bin}")
 
 
 @router.get(
@@ -102,17 +134,19 @@ async def peak_hours(
     *,
     pool: PoolDep,
     site: SiteDep,
+    settings: SettingsDep,
     start: StartQ,
     end: EndQ,
     camera_id: CameraQ = None,
     top: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> dict[str, Any]:
-    _check_range(start, end)
+    _check_range(start, end, settings.history_max_days)
     tz = ZoneInfo(site.site.timezone)
     cams = _cameras(site, camera_id)
-    lo, hi = floor_bucket(start, "1h", tz), floor_bucket(end - timedelta(microseconds=1), "1h", tz)
+    lo, hi = _hour_span(start, end, tz)
+    check_cells(lo, hi, _STEP["1h"], len(cams), settings.history_max_rows)
     async with pool.connection() as conn:
-        hours = await queries.hourly_totals(conn, cams, lo, hi + timedelta(hours=1))
+        hours = await queries.hourly_totals(conn, cams, lo, hi)
     by_hour: dict[int, list[int]] = defaultdict(list)
     for bucket, count in hours.items():
         by_hour[bucket.astimezone(tz).hour].append(count)
@@ -137,6 +171,7 @@ async def compare(
     *,
     pool: PoolDep,
     site: SiteDep,
+    settings: SettingsDep,
     a_start: datetime,
     a_end: datetime,
     b_start: datetime,
@@ -144,19 +179,16 @@ async def compare(
     camera_id: CameraQ = None,
 ) -> dict[str, Any]:
     """Periods are hour-aligned (local hours). ``change_pct`` is null where period A had no traffic."""
-    _check_range(a_start, a_end)
-    _check_range(b_start, b_end)
+    _check_range(a_start, a_end, settings.history_max_days, "a_end")
+    _check_range(b_start, b_end, settings.history_max_days, "b_end")
     tz = ZoneInfo(site.site.timezone)
     cams = _cameras(site, camera_id)
-
-    def span(s: datetime, e: datetime) -> tuple[datetime, datetime]:
-        return floor_bucket(s, "1h", tz), floor_bucket(e - timedelta(microseconds=1), "1h", tz) + timedelta(
-            hours=1
-        )
-
+    period_a, period_b = _hour_span(a_start, a_end, tz), _hour_span(b_start, b_end, tz)
+    for lo, hi in (period_a, period_b):
+        check_cells(lo, hi, _STEP["1h"], len(cams), settings.history_max_rows)
     async with pool.connection() as conn:
-        a = await queries.totals(conn, cams, *span(a_start, a_end))
-        b = await queries.totals(conn, cams, *span(b_start, b_end))
+        a = await queries.totals(conn, cams, *period_a)
+        b = await queries.totals(conn, cams, *period_b)
     rows = []
     for key in sorted(a.keys() | b.keys()):
         va, vb = a.get(key, 0), b.get(key, 0)
@@ -177,16 +209,25 @@ async def incidents(
     *,
     pool: PoolDep,
     site: SiteDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
     start: StartQ,
     end: EndQ,
     camera_id: CameraQ = None,
     format: FormatQ = "json",
 ) -> Response:
-    _check_range(start, end)
+    """Incidents started in the range. For callers without the incidents permission the range snaps to
+    whole buckets (``start``/``end`` of the answer say which) and a cell under ``k`` incidents has
+    ``count`` null and ``suppressed`` true."""
+    _check_range(start, end, settings.history_max_days)
     tz = ZoneInfo(site.site.timezone)
     cams = _cameras(site, camera_id)
+    k = _aggregates_only(settings, principal)
+    if k is not None:
+        start, end = snap(start, end, settings.aggregate_bucket, tz)
     async with pool.connection() as conn:
         rows = await queries.incident_counts(conn, cams, start, end)
+    rows = suppress(rows, k or 1)
     where = {c.id: c for c in site.cameras}
     for r in rows:
         r["camera_name"] = where[r["camera_id"]].name
@@ -202,8 +243,16 @@ async def incidents(
         "zone_id",
         "line_id",
         "count",
+        "suppressed",
     ]
-    return table_response(rows, columns, fmt=format, tz=tz, meta={"site_id": site.site.id}, name="incidents")
+    meta: dict[str, Any] = {
+        "site_id": site.site.id,
+        "start": start.astimezone(tz).isoformat(),
+        "end": end.astimezone(tz).isoformat(),
+    }
+    if k is not None:
+        meta["suppressed_below"] = k
+    return await table_response_async(rows, columns, fmt=format, tz=tz, meta=meta, name="incidents")
 
 
 @router.get(
@@ -215,6 +264,8 @@ async def turning_movements(
     *,
     pool: PoolDep,
     site: SiteDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
     start: StartQ,
     end: EndQ,
     camera_id: CameraQ = None,
@@ -222,18 +273,31 @@ async def turning_movements(
 ) -> Response:
     """Sums over the count bins that start in ``[start, end)``. JSON: per junction of the chosen cameras
     (every configured junction, with an empty matrix when nothing was counted) a ``matrix``
-    ``{from_line: {to_line: {cls: count}}}`` and its ``total``; CSV/Parquet: one row per cell."""
-    _check_range(start, end)
+    ``{from_line: {to_line: {cls: count}}}`` and its ``total``; CSV/Parquet: one row per cell.
+
+    For callers without the incidents permission the range snaps to whole buckets, and a cell under
+    ``k`` vehicles is null in the matrix (``suppressed`` counts them; ``total`` sums the cells shown)."""
+    _check_range(start, end, settings.history_max_days)
+    # Movements have no rollup: the range is a scan of raw bins.
+    check_span(start, end, settings.history_max_raw_days)
     tz = ZoneInfo(site.site.timezone)
     cams = _cameras(site, camera_id)
+    k = _aggregates_only(settings, principal)
+    if k is not None:
+        start, end = snap(start, end, settings.aggregate_bucket, tz)
     async with pool.connection() as conn:
         rows = await queries.movement_counts(conn, cams, start, end)
     for r in rows:
         r["count"] = int(r["count"])
-    meta = {"site_id": site.site.id, "timezone": site.site.timezone}
+    rows = suppress(rows, k or 1)
+    meta: dict[str, Any] = {"site_id": site.site.id, "timezone": site.site.timezone}
+    if k is not None:
+        meta["suppressed_below"] = k
     if format != "json":
-        columns = ["camera_id", "junction_id", "from_line", "to_line", "cls", "count"]
-        return table_response(rows, columns, fmt=format, tz=tz, meta=meta, name="turning-movements")
+        columns = ["camera_id", "junction_id", "from_line", "to_line", "cls", "count", "suppressed"]
+        return await table_response_async(
+            rows, columns, fmt=format, tz=tz, meta=meta, name="turning-movements"
+        )
     junctions: dict[tuple[str, str], dict[str, Any]] = {}
     for cam_id in cams:
         for j in site.camera(cam_id).junctions:
@@ -245,6 +309,7 @@ async def turning_movements(
                 "exits": list(j.exits),
                 "matrix": {},
                 "total": 0,
+                "suppressed": 0,
             }
     for r in rows:
         # A junction since removed from the config still has its stored movements.
@@ -258,10 +323,14 @@ async def turning_movements(
                 "exits": [],
                 "matrix": {},
                 "total": 0,
+                "suppressed": 0,
             },
         )
         out["matrix"].setdefault(r["from_line"], {}).setdefault(r["to_line"], {})[r["cls"]] = r["count"]
-        out["total"] += r["count"]
+        if r["suppressed"]:
+            out["suppressed"] += 1
+        else:
+            out["total"] += r["count"]
     return JSONResponse(
         {
             **meta,

@@ -31,9 +31,11 @@ from citywatch.site import SiteConfig
 from server.api.deps import PoolDep, SettingsDep, SiteDep
 from server.api.encoding import site_json, site_row
 from server.api.errors import from_errors, unprocessable
+from server.api.limits import check_span
 from server.auth import audit
 from server.auth.deps import Principal, require
 from server.auth.roles import Perm
+from server.history.privacy import snap, suppress
 from server.ingest.writer import LIVE_CHANNEL
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
@@ -368,17 +370,37 @@ GROUP BY 1 ORDER BY 1
 """
 
 
+_SLA_FIGURES = (
+    "incidents",
+    "acknowledged",
+    "resolved",
+    "ack_p50_s",
+    "ack_p90_s",
+    "resolve_p50_s",
+    "resolve_p90_s",
+    "ack_breaches",
+    "resolve_breaches",
+)
+
+
 @router.get("/sla", summary="SLA report: time to acknowledge and to resolve, per day/week/month")
 async def sla_report(
     pool: PoolDep,
     site: SiteDep,
+    settings: SettingsDep,
     principal: Annotated[Principal, require(Perm.HISTORY)],
     start: datetime,
     end: datetime,
     bin: Literal["day", "week", "month"] = "day",
 ) -> dict[str, Any]:
+    """Callers without the incidents permission get whole local days and no bin of fewer than ``k``
+    incidents (its figures null, ``suppressed`` true): a bisected range would date each incident."""
     if start.tzinfo is None or end.tzinfo is None or end <= start:
         raise unprocessable("start and end need a time zone, end > start", "query", "end")
+    check_span(start, end, settings.history_max_days)
+    k = None if principal.may(Perm.INCIDENTS) else settings.aggregate_k
+    if k is not None:
+        start, end = snap(start, end, "1d", ZoneInfo(site.site.timezone))
     targets = site.alerting.sla
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         now = await _now(conn)
@@ -399,7 +421,11 @@ async def sla_report(
     tz = ZoneInfo(site.site.timezone)
     for r in rows:
         r["bin_start"] = r["bin_start"].replace(tzinfo=tz).isoformat()
-    return {"targets": {"ack_s": targets.acknowledge_s, "resolve_s": targets.resolve_s}, "bins": rows}
+    figures = [c for c in _SLA_FIGURES if c != "incidents"]
+    return {
+        "targets": {"ack_s": targets.acknowledge_s, "resolve_s": targets.resolve_s},
+        "bins": suppress(rows, k or 1, count="incidents", hide=figures),
+    }
 
 
 # --- alert rules ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Request body size limit: an ASGI middleware that answers 413 before reading more than ``max_bytes``.
+"""Limits on what one request may cost: the body size (an ASGI middleware that answers 413 before
+reading more than ``max_bytes``) and the size of history queries (a 422 before any query runs).
 
 No route takes uploads; the largest legitimate body is an admin's set of alert rules. A declared
 ``Content-Length`` over the limit is refused at once; a chunked body is read up to the limit (bodies
@@ -7,9 +8,13 @@ are small here, so holding one is cheap) and refused as soon as it passes it.
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.api.errors import unprocessable
 
 DEFAULT_MAX_BYTES = 1 << 20
 
@@ -70,3 +75,31 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+#: History lives between these: outside them bucket arithmetic in a local zone can overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def check_span(
+    start: datetime, end: datetime, max_days: int, field: str = "end", what: str = "range"
+) -> None:
+    """422 when ``[start, end)`` is longer than ``max_days`` or outside 1970-2200."""
+    if start < EARLIEST or end > LATEST:
+        raise unprocessable("dates must lie between 1970 and 2200", "query", field)
+    if end - start > timedelta(days=max_days):
+        raise unprocessable(f"{what} longer than {max_days} days: ask for a shorter one", "query", field)
+
+
+def check_cells(start: datetime, end: datetime, step: timedelta, cameras: int, max_rows: int) -> None:
+    """422 when the range in ``step`` buckets times the cameras passes ``max_rows`` (the rows the answer
+    would have at least)."""
+    cells = math.ceil((end - start) / step) * max(cameras, 1)
+    if cells > max_rows:
+        raise unprocessable(
+            f"{cells} camera x bucket cells asked for, at most {max_rows}: use a larger bin, a shorter "
+            "range or fewer cameras",
+            "query",
+            "bin",
+        )

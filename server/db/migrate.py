@@ -174,6 +174,30 @@ def migrate(
         conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
+def pending(
+    conn: psycopg.Connection[tuple[object, ...]], migrations: list[Migration] | None = None
+) -> list[str]:
+    """Read-only: the migrations not yet applied (raise if an applied one has changed). For a server
+    whose role may not migrate: it starts only on an up-to-date schema."""
+    todo = load_migrations() if migrations is None else migrations
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return [f"{m.version:04d}_{m.name}" for m in todo]
+    applied = {
+        int(str(r[0])): str(r[1]) for r in conn.execute("SELECT version, checksum FROM schema_migrations")
+    }
+    for m in todo:
+        if m.version in applied and applied[m.version] != m.checksum:
+            raise MigrationError(f"migration {m.version:04d}_{m.name} has changed since it was applied")
+    return [f"{m.version:04d}_{m.name}" for m in todo if m.version not in applied]
+
+
+def may_migrate(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    """Whether the connected role can create tables in ``public`` (a restricted app role cannot)."""
+    row = conn.execute("SELECT has_schema_privilege(current_user, 'public', 'CREATE')").fetchone()
+    return bool(row and row[0])
+
+
 def storage_backend(conn: psycopg.Connection[tuple[object, ...]]) -> Backend:
     """The backend recorded by :func:`migrate`."""
     row = conn.execute("SELECT value FROM citywatch_meta WHERE key = 'backend'").fetchone()

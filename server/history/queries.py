@@ -3,6 +3,7 @@ TimescaleDB, the same columns) or over the raw rows, with the same answers eithe
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,13 +139,27 @@ async def volume(
         "tz": tz.key,
     }
     bins = await _volume_bins(conn, g, source, params)
-    # Keys use epoch seconds: hashing datetimes with a ZoneInfo tz calls utcoffset() every time.
-    info = {(b[0], int(b[1].timestamp())): b for b in bins}
     if source == "rollup" and not dims:
         # Camera totals: the bins rollup carries them (count_bins.total), no counts rows needed.
         counts: list[tuple[Any, ...]] = [(b[0], b[1], None, None, None, int(b[5])) for b in bins if b[5]]
     else:
         counts = await _volume_counts(conn, g, source, dims, params)
+    timeline = await status_timeline(conn, params)
+    # Thousands of rows of Python: off the event loop.
+    return await asyncio.to_thread(_assemble, cameras, buckets, g, tz, bins, counts, timeline)
+
+
+def _assemble(
+    cameras: Sequence[str],
+    buckets: list[datetime],
+    g: Granularity,
+    tz: ZoneInfo,
+    bins: list[tuple[Any, ...]],
+    counts: list[tuple[Any, ...]],
+    timeline: dict[str, list[tuple[datetime, str]]],
+) -> list[VolumeRow]:
+    # Keys use epoch seconds: hashing datetimes with a ZoneInfo tz calls utcoffset() every time.
+    info = {(b[0], int(b[1].timestamp())): b for b in bins}
     rows_by_key: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
     last_key: tuple[str, datetime] | None = None
     group: list[tuple[Any, ...]] = []
@@ -156,7 +171,6 @@ async def volume(
         group.append(r)
     ends = [*buckets[1:], next_bucket(buckets[-1], g, tz)]
     spans = [(b, int(b.timestamp()), (e - b).total_seconds()) for b, e in zip(buckets, ends, strict=True)]
-    timeline = await status_timeline(conn, params)
     out: list[VolumeRow] = []
     append = out.append
     for cam in cameras:
