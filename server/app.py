@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from server.auth.deps import require
 from server.auth.ratelimit import LoginLimiter
 from server.auth.roles import Perm
 from server.ingest.service import IngestService
-from server.live import LiveHub
+from server.live import LiveHub, LiveRegistry
 from server.metrics import Metrics
 from server.settings import Settings
 from server.web import routes as web
@@ -64,6 +65,7 @@ def create_app(
         if not await hub.wait_ready(10.0):
             log.warning("live updates not ready yet (LISTEN connection); continuing")
         app.state.pool, app.state.hub = pool, hub
+        app.state.live = LiveRegistry(hub, functools.partial(live.compute_change, pool))
         service = IngestService(settings, site, shared_metrics) if ingest else None
         if service is not None:
             await asyncio.to_thread(service.start)

@@ -43,6 +43,10 @@ _ENV: dict[str, str] = {
     "CITYWATCH_PUBLIC_URL": "public_url",
     "CITYWATCH_ALERTING": "alerting",
     "CITYWATCH_CONFIRM": "confirm",
+    "CITYWATCH_LIVE_RECHECK_S": "live_recheck_s",
+    "CITYWATCH_LIVE_SOCKETS_PER_USER": "live_sockets_per_user",
+    "CITYWATCH_API_RATE": "api_rate_per_s",
+    "CITYWATCH_API_BURST": "api_burst",
 }
 
 
@@ -103,6 +107,14 @@ class Settings(BaseModel):
     confirm: bool = Field(
         default=True, description="Confirm committed sequence numbers to the edges (contract.acks)."
     )
+    live_recheck_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Open live sockets re-check their user this often."
+    )
+    live_sockets_per_user: int = Field(default=4, ge=1, le=100, description="Open live sockets per user.")
+    api_rate_per_s: float = Field(
+        default=20.0, gt=0, description="Per-user API requests per second (token bucket refill)."
+    )
+    api_burst: int = Field(default=200, ge=1, description="Per-user API burst (token bucket size).")
 
     @property
     def mqtt_host_port(self) -> tuple[str, int, bool]:

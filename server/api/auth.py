@@ -19,7 +19,16 @@ from server.auth.deps import Principal, PrincipalDep, require
 from server.auth.passwords import MIN_LENGTH, hash_password, verify_password
 from server.auth.ratelimit import LoginLimiter
 from server.auth.roles import Perm, Role
-from server.auth.users import API_KEY_PREFIX, INSERT_API_KEY, INSERT_USER, find_user, key_hash, new_api_key
+from server.auth.users import (
+    API_KEY_PREFIX,
+    INSERT_API_KEY,
+    INSERT_USER,
+    auth_change_note,
+    find_user,
+    key_hash,
+    new_api_key,
+)
+from server.ingest.writer import LIVE_CHANNEL
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -194,6 +203,8 @@ async def patch_user(
             conn, admin.name, "user_change", "user", username,
             {**changes, "password_reset": hashed is not None},
         )  # fmt: skip
+        # Every server instance hears this on commit: the user's open live sockets check again now.
+        await conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, auth_change_note(username)))
     return UserOut(**row)
 
 
