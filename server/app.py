@@ -18,7 +18,7 @@ from server.alerting.engine import AlertEngine
 from server.api import auth, history, incidents, live, ops
 from server.api.limits import DEFAULT_MAX_BYTES, BodySizeLimit
 from server.auth.deps import require
-from server.auth.ratelimit import LoginLimiter
+from server.auth.ratelimit import LoginLimiter, UserRateLimiter
 from server.auth.roles import Perm
 from server.ingest.service import IngestService
 from server.live import LiveHub, LiveRegistry
@@ -92,6 +92,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=DEFAULT_MAX_BYTES)
     app.state.settings, app.state.site, app.state.metrics = settings, site, shared_metrics
     app.state.jwt_secret, app.state.login_limiter = jwt_secret, LoginLimiter()
+    app.state.api_limiter = UserRateLimiter(settings.api_rate_per_s, settings.api_burst)
     app.state.scoped_sites, app.state.alerts = {}, None
     # Only /healthz and the login are open; the page and its static files hold no data.
     app.include_router(ops.router)

@@ -2,11 +2,14 @@
 
 ``require(perm)`` is the dependency routes use. Every failure is 401 (no or bad credentials) or 403
 (the role may not); the reason is logged, never sent, so a caller learns nothing about which part failed.
+Each authenticated caller has a request budget (``CITYWATCH_API_RATE`` / ``CITYWATCH_API_BURST``):
+over it, 429 with Retry-After.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -14,6 +17,7 @@ from fastapi import Depends, HTTPException, Request, status
 from psycopg_pool import AsyncConnectionPool
 
 from server.auth import tokens
+from server.auth.ratelimit import UserRateLimiter
 from server.auth.roles import Perm, Role, allowed
 from server.auth.users import API_KEY_PREFIX, find_user, key_hash
 
@@ -102,6 +106,15 @@ async def current_principal(request: Request) -> Principal:
     principal = await authenticate(app.state.pool, app.state.jwt_secret, credential)
     if principal is None:
         raise UNAUTHORIZED
+    limiter: UserRateLimiter | None = getattr(app.state, "api_limiter", None)
+    wait = 0.0 if limiter is None else limiter.take(principal.name)
+    if wait > 0:
+        log.info("rate limit: %r is over the per-user request rate", principal.name)
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many requests; slow down",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     request.state.principal = principal
     return principal
 

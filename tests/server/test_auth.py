@@ -24,6 +24,7 @@ from citywatch.site import load_site
 from contract import IncidentEvent
 from server.app import create_app
 from server.auth import tokens
+from server.auth.ratelimit import LoginLimiter
 from server.auth.roles import ROLE_PERMS, Perm, Role
 from server.auth.users import create_api_key, create_user, set_disabled
 from server.db.migrate import migrate
@@ -179,6 +180,7 @@ def test_login_failures_look_alike_and_are_rate_limited(app_env: tuple[Any, str]
     app, dsn = app_env
     name = f"victim-{uuid.uuid4().hex[:6]}"
     create_user(dsn, name, PASSWORD, "police")
+    app.state.login_limiter = LoginLimiter(base_delay_s=0.01, max_delay_s=0.05)  # quick delays
     with TestClient(app) as client:
         wrong = client.post("/api/v1/auth/token", data={"username": name, "password": "not-it-at-all"})
         unknown = client.post("/api/v1/auth/token", data={"username": "ghost-user", "password": "whatever1"})
@@ -186,8 +188,13 @@ def test_login_failures_look_alike_and_are_rate_limited(app_env: tuple[Any, str]
         assert wrong.json() == unknown.json() == {"detail": "wrong username or password"}
         for _ in range(4):
             client.post("/api/v1/auth/token", data={"username": name, "password": "still-wrong"})
-        limited = client.post("/api/v1/auth/token", data={"username": name, "password": PASSWORD})
+        # Five failures from one address on one user: that address is throttled for that user ...
+        limited = client.post("/api/v1/auth/token", data={"username": name, "password": "again-wrong"})
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+        # ... but the user is not locked out: the right password from elsewhere gets in (issue 12).
+        elsewhere = TestClient(app, client=("192.0.2.1", 50000))  # shares the open app (no lifespan)
+        ok = elsewhere.post("/api/v1/auth/token", data={"username": name, "password": PASSWORD})
+        assert ok.status_code == 200
         # Another user from the same address is not locked out by someone else's failures (yet).
         other = f"other-{uuid.uuid4().hex[:6]}"
         create_user(dsn, other, PASSWORD, "planner")

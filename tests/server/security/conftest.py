@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 
-from citywatch.site import load_site
+from citywatch.site import SiteConfig, load_site
 from server.app import create_app
 from server.db.migrate import migrate
 from server.settings import Settings
@@ -34,15 +34,20 @@ def sec_env(fresh_db: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Fa
     site = load_site(path)
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         migrate(conn, site.site.timezone, "off")  # plain PostgreSQL is enough here
+    return make_app(fresh_db, site), fresh_db
+
+
+def make_app(dsn: str, site: SiteConfig, **env: str) -> FastAPI:
     settings = Settings.from_env(
         {
-            "DATABASE_URL": fresh_db,
+            "DATABASE_URL": dsn,
             "CITYWATCH_JWT_SECRET": SECRET,
             "CITYWATCH_LIVE_RECHECK_S": str(RECHECK_S),
             "CITYWATCH_LIVE_SOCKETS_PER_USER": str(SOCKETS_PER_USER),
+            **env,
         }
     )
-    return create_app(settings, site, ingest=False), fresh_db
+    return create_app(settings, site, ingest=False)
 
 
 @pytest.fixture

@@ -48,28 +48,28 @@ def _close_code(ws: WebSocketTestSession, dsn: str, after_s: float = 0.0) -> int
 
 def test_disabled_by_an_admin_is_closed_at_once(client: TestClient, sec_env: tuple[FastAPI, str]) -> None:
     _, dsn = sec_env
-    with TestClient(sec_env[0]) as admin:
-        login(admin, dsn, "admin")
-        token = login(client, dsn, "police")
-        name = _me(client)
-        with live(client, token) as ws:
-            assert ws.receive_json()["type"] == "snapshot"
-            started = time.monotonic()
-            assert admin.patch(f"/api/v1/users/{name}", json={"disabled": True}).status_code == 200
-            assert _close_code(ws, dsn) == 4401
-            assert time.monotonic() - started < 5
+    admin = TestClient(sec_env[0])  # shares the open app (no second lifespan)
+    login(admin, dsn, "admin")
+    token = login(client, dsn, "police")
+    name = _me(client)
+    with live(client, token) as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+        started = time.monotonic()
+        assert admin.patch(f"/api/v1/users/{name}", json={"disabled": True}).status_code == 200
+        assert _close_code(ws, dsn) == 4401
+        assert time.monotonic() - started < 5
 
 
 def test_demoted_to_planner_is_closed(client: TestClient, sec_env: tuple[FastAPI, str]) -> None:
     _, dsn = sec_env
-    with TestClient(sec_env[0]) as admin:
-        login(admin, dsn, "admin")
-        token = login(client, dsn, "police")
-        name = _me(client)
-        with live(client, token) as ws:
-            assert ws.receive_json()["type"] == "snapshot"
-            assert admin.patch(f"/api/v1/users/{name}", json={"role": "planner"}).status_code == 200
-            assert _close_code(ws, dsn) in {4401, 4403}
+    admin = TestClient(sec_env[0])  # shares the open app (no second lifespan)
+    login(admin, dsn, "admin")
+    token = login(client, dsn, "police")
+    name = _me(client)
+    with live(client, token) as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+        assert admin.patch(f"/api/v1/users/{name}", json={"role": "planner"}).status_code == 200
+        assert _close_code(ws, dsn) in {4401, 4403}
 
 
 def test_disabled_behind_the_apis_back_is_closed_by_the_periodic_check(
