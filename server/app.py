@@ -24,7 +24,9 @@ from server.ingest.service import IngestService
 from server.live import LiveHub, LiveRegistry
 from server.metrics import Metrics
 from server.settings import Settings
+from server.web import headers
 from server.web import routes as web
+from server.web.headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,11 @@ def create_app(
         version="0.1.0",
         description="Traffic history for planners, live state for the map, ingest metrics.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by server.web.headers (no CDN)
+        redoc_url=None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=DEFAULT_MAX_BYTES)
+    app.add_middleware(SecurityHeaders)  # outermost: on every response, errors included
     app.state.settings, app.state.site, app.state.metrics = settings, site, shared_metrics
     app.state.jwt_secret, app.state.login_limiter = jwt_secret, LoginLimiter()
     app.state.api_limiter = UserRateLimiter(settings.api_rate_per_s, settings.api_burst)
@@ -103,4 +108,5 @@ def create_app(
     app.include_router(live.ws_router)
     app.include_router(incidents.router)
     web.mount(app)
+    app.include_router(headers.docs)
     return app
