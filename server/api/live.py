@@ -149,7 +149,10 @@ async def stream(ws: WebSocket) -> None:
         log.warning("live: a credential came in the socket's URL; refused (send an auth message)")
         await ws.close(CLOSE_UNAUTHORIZED, "send the token in an auth message, never in the URL")
         return
-    token = await _first_message_token(ws)
+    try:
+        token = await _first_message_token(ws)
+    except WebSocketDisconnect:
+        return  # gone before saying who it is
     found = None if token is None else await authenticate_token(app.state.pool, app.state.jwt_secret, token)
     if token is None or found is None:
         await ws.close(CLOSE_UNAUTHORIZED, "not authenticated")
@@ -175,7 +178,9 @@ async def _serve(
     full: SiteConfig = app.state.site
     site = scoped_site(full, principal)
     feed, out = registry.join(site)
+    # Both tasks live until they complete (never cancelled mid-loop, so no message is lost).
     reader: asyncio.Task[Any] = asyncio.create_task(ws.receive())
+    getter: asyncio.Task[dict[str, Any]] = asyncio.create_task(out.get())
     code: int | None = None
     try:
         await ws.send_json(
@@ -187,7 +192,6 @@ async def _serve(
         )
         next_check = min(time.time() + every_s, expires_at)
         while code is None:
-            getter = asyncio.create_task(out.get())
             done, _ = await asyncio.wait(
                 {getter, reader},
                 timeout=max(0.0, next_check - time.time()),
@@ -195,18 +199,16 @@ async def _serve(
             )
             if reader in done:
                 if reader.result().get("type") == "websocket.disconnect":
-                    getter.cancel()
                     return
                 reader = asyncio.create_task(ws.receive())  # anything the client says is ignored
             recheck = time.time() >= next_check
             if getter in done:
                 item = getter.result()
+                getter = asyncio.create_task(out.get())
                 if "recheck" in item:
                     recheck = recheck or item["recheck"] in (principal.name, "*")
                 else:
                     await ws.send_json(item)
-            else:
-                getter.cancel()
             if recheck:
                 code = await _recheck(app, principal, token)
                 next_check = min(time.time() + every_s, expires_at)
@@ -218,6 +220,7 @@ async def _serve(
         pass
     finally:
         reader.cancel()
+        getter.cancel()
         registry.leave(feed, out)
         with contextlib.suppress(RuntimeError):
             await ws.close()
