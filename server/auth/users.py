@@ -142,13 +142,14 @@ def set_password(conninfo: str, username: str, password: str) -> None:
         hashed = hash_password(password)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo) as conn, conn.transaction():
         cur = conn.execute(
             "UPDATE users SET password_hash = %s, token_version = token_version + 1 WHERE username = %s",
             (hashed, username),
         )
         if cur.rowcount == 0:
             raise UserError(f"no user {username!r}")
+        conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, auth_change_note(username)))
 
 
 def new_api_key() -> str:
