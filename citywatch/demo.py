@@ -1,10 +1,11 @@
 """``citywatch demo``: the whole system on the Quy Nhơn demo site, on one machine, with one command.
 
-With nothing configured it starts a private MQTT broker (the Mosquitto binary on a free port, or the
-pure-Python amqtt broker where Mosquitto is not installed) and an embedded PostgreSQL (``pgserver``,
-a pip-installed server kept under ``.demo/``); ``MQTT_URL`` / ``DATABASE_URL`` point it at real ones
-instead. Then it runs the server (which migrates) and an edge worker on the sample clips, looping,
-prints the URLs and stops everything cleanly on Ctrl-C.
+With nothing configured it starts a private MQTT broker (the Mosquitto binary on a free port of
+127.0.0.1 with a password file and ACL written for the run, no anonymous access; or, where Mosquitto
+is not installed, the pure-Python amqtt broker, anonymous on 127.0.0.1 only) and an embedded
+PostgreSQL (``pgserver``, a pip-installed server kept under ``.demo/``); ``MQTT_URL`` /
+``DATABASE_URL`` point it at real ones instead. Then it runs the server (which migrates) and an edge
+worker on the sample clips, looping, prints the URLs and stops everything cleanly on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from citywatch.assets import AssetError, fetch, read_manifest
+from citywatch.broker_auth import SERVER_USER, render_acl, render_passwd
 from citywatch.site import ConfigError, FileSource, SiteConfig, load_site
+from contract.topics import MAJOR
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,21 +90,64 @@ def _check_assets(site: SiteConfig) -> None:
     os.environ["CITYWATCH_MODEL"] = str(ROOT / "models" / "exports" / "yolo11n_int8_openvino_model")
 
 
+DEMO_EDGE_USER = "edge-demo"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLogins:
+    """The demo broker's users: the server's and the demo edge's (username, password)."""
+
+    server: tuple[str, str]
+    edge: tuple[str, str]
+
+    def __repr__(self) -> str:  # keeps passwords out of tracebacks and debug logs
+        return f"BrokerLogins(server={self.server[0]!r}, edge={self.edge[0]!r})"
+
+
+def _write_broker_auth(site: SiteConfig, folder: Path) -> tuple[Path, Path, BrokerLogins]:
+    """A password file (fresh passwords each run) and an ACL for the demo's private Mosquitto: the
+    server's account as ``citywatch broker auth`` writes it, and one edge account for every camera
+    (the demo runs one edge worker for the whole site)."""
+    logins = BrokerLogins(
+        (SERVER_USER, secrets.token_urlsafe(24)), (DEMO_EDGE_USER, secrets.token_urlsafe(24))
+    )
+    prefix, site_id = site.mqtt_prefix, site.site.id
+    acl = render_acl(site, "the citywatch demo") + "\n".join(
+        [
+            f"user {DEMO_EDGE_USER}",
+            *(f"topic write {prefix}/v{MAJOR}/{site_id}/{c.id}/#" for c in site.cameras),
+            *(f"topic read {prefix}/acks/v{MAJOR}/{site_id}/{c.id}" for c in site.cameras),
+            "",
+        ]
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    acl_path, passwd_path = folder / "acl", folder / "passwd"
+    acl_path.write_text(acl, encoding="utf-8")
+    passwd_path.touch(mode=0o600)
+    passwd_path.chmod(0o600)
+    passwd_path.write_text(render_passwd(dict([logins.server, logins.edge])), encoding="utf-8")
+    return acl_path, passwd_path, logins
+
+
 @contextlib.contextmanager
-def _broker(workdir: Path) -> Iterator[str]:
+def _broker(workdir: Path, site: SiteConfig) -> Iterator[tuple[str, BrokerLogins | None]]:
+    """The broker's URL and, for the private Mosquitto, the logins it accepts (it has no anonymous
+    access). The pure-Python fallback broker and a broker given by ``MQTT_URL`` come without."""
     if os.environ.get("MQTT_URL"):
-        yield os.environ["MQTT_URL"]
+        yield os.environ["MQTT_URL"], None
         return
     port = _free_port()
     mosquitto = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
     )
+    logins: BrokerLogins | None = None
     if mosquitto:
         conf = workdir / "mosquitto.conf"
         (workdir / "mosquitto").mkdir(exist_ok=True)
+        acl, passwd, logins = _write_broker_auth(site, workdir / "mosquitto-auth")
         conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir / 'mosquitto'}/\nmax_queued_messages 200000\n"
+            f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n"
+            f"persistence true\npersistence_location {workdir / 'mosquitto'}/\nmax_queued_messages 200000\n"
             # As root Mosquitto would drop to its own user and could not write its persistence here.
             + ("user root\n" if os.geteuid() == 0 else ""),
             encoding="utf-8",
@@ -122,8 +169,13 @@ def _broker(workdir: Path) -> Iterator[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise DemoError(f"the private {kind} broker did not start") from exc
                 time.sleep(0.2)
-        log.info("private %s broker on 127.0.0.1:%d", kind, port)
-        yield f"mqtt://127.0.0.1:{port}"
+        log.info(
+            "private %s broker on 127.0.0.1:%d (%s)",
+            kind,
+            port,
+            "password file and ACL, no anonymous access" if logins else "anonymous, loopback only",
+        )
+        yield f"mqtt://127.0.0.1:{port}", logins
     finally:
         proc.terminate()
         proc.wait(10)
@@ -189,7 +241,7 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
     try:
         _check_assets(site)
         site = load_site(site_path)  # paths may have changed to downloaded copies
-        with _broker(workdir) as mqtt_url, _database(workdir) as db_url:
+        with _broker(workdir, site) as (mqtt_url, logins), _database(workdir) as db_url:
             env = dict(
                 os.environ,
                 MQTT_URL=mqtt_url,
@@ -201,6 +253,10 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
                 # The map shows each camera's latest annotated frame through the server.
                 CITYWATCH_EDGE_FRAME_URL=f"http://127.0.0.1:{edge_port}/cameras/{{camera_id}}/frame.jpg",
             )
+            edge_env = dict(env)
+            if logins is not None:
+                env.update(MQTT_USERNAME=logins.server[0], MQTT_PASSWORD=logins.server[1])
+                edge_env.update(MQTT_USERNAME=logins.edge[0], MQTT_PASSWORD=logins.edge[1])
             server = subprocess.Popen([sys.executable, "-m", "citywatch.cli", "server", "run"], env=env)
             procs.append(server)
             _wait_http(f"http://127.0.0.1:{http_port}/healthz", 120, server)
@@ -222,7 +278,7 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
             ]
             for cam in cameras or []:
                 edge_cmd += ["--camera", cam]
-            procs.append(subprocess.Popen(edge_cmd, env=env))
+            procs.append(subprocess.Popen(edge_cmd, env=edge_env))
             print(  # noqa: T201 - the demo's user-facing banner
                 f"\ncitywatch demo is running ({len(cameras or site.cameras)} camera(s), {site.site.name}):\n"
                 f"  operations map and API   http://127.0.0.1:{http_port}/\n"

@@ -49,6 +49,7 @@ class Row:
     kind: str
     topic: str
     payload: bytes
+    seq: int | None = None  # the message's sequence number (None for rows of an older outbox)
 
 
 class Outbox:
@@ -120,7 +121,7 @@ class Outbox:
         """The oldest unsent messages of a camera after ``after_id``, in order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, camera_id, kind, topic, payload FROM outbox WHERE camera_id = ? AND id > ? "
+                "SELECT id, camera_id, kind, topic, payload, seq FROM outbox WHERE camera_id = ? AND id > ? "
                 "ORDER BY id LIMIT ?",
                 (camera_id, after_id, limit),
             ).fetchall()

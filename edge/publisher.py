@@ -13,6 +13,11 @@ When a message leaves the outbox:
 - ``confirm=False``: on the broker's PUBACK (for a broker without a citywatch server behind it).
 
 Re-sent messages are harmless: the server stores by ``msg_id`` and confirms duplicates too.
+
+A confirmation is believed only for this camera of this site and only up to the highest seq this
+publisher has actually sent: anyone who can publish on the confirmation topic (a leaked server broker
+password, a broker misconfiguration) cannot make the edge drop data the server never received. A
+range beyond what was sent is cut at that seq and counted in ``refused_confirmations``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class CameraPublisher(threading.Thread):
         super().__init__(name=f"publish-{camera_id}", daemon=True)
         self.outbox = outbox
         self.camera_id = camera_id
+        self.site_id = site_id
         self.inflight_max = inflight
         self.status_topic = topic_for(site_id, camera_id, "status", prefix)
         self.confirm = confirm
@@ -70,6 +76,8 @@ class CameraPublisher(threading.Thread):
         self._gen = 0
         self._inflight: dict[tuple[int, int], int] = {}  # (generation, mid) -> outbox row id
         self._last_sent = 0
+        self._max_sent_seq = 0  # the highest seq published so far: nothing beyond it can be confirmed
+        self.refused_confirmations = 0
         self._status: StatusMessage | None = None
         self.connected = False
         self.published = 0
@@ -137,8 +145,20 @@ class CameraPublisher(threading.Thread):
         except ContractError as exc:
             log.warning("camera %s: ignoring a malformed confirmation: %s", self.camera_id, exc)
             return
-        if ack.camera_id == self.camera_id:
-            self._confirmations.put([tuple(r) for r in ack.seqs])  # type: ignore[misc]
+        if ack.camera_id != self.camera_id or ack.site_id != self.site_id:
+            self.refused_confirmations += 1
+            log.warning("camera %s: ignoring a confirmation for %s/%s", self.camera_id, ack.site_id,
+                        ack.camera_id)  # fmt: skip
+            return
+        with self._lock:
+            sent = self._max_sent_seq
+        accepted = [(first, min(last, sent)) for first, last in ack.seqs if first <= sent]
+        if len(accepted) != len(ack.seqs) or any(last > sent for _, last in ack.seqs):
+            self.refused_confirmations += 1
+            log.warning("camera %s: a confirmation reaches beyond seq %d, the last one sent; cut there",
+                        self.camera_id, sent)  # fmt: skip
+        if accepted:
+            self._confirmations.put(accepted)
             self._wake.set()
 
     # -- API -----------------------------------------------------------------------------------------
@@ -243,3 +263,5 @@ class CameraPublisher(threading.Thread):
                     return  # the connection just went; the next connect re-sends from the outbox
                 self._inflight[(self._gen, info.mid)] = row.id
                 self._last_sent = row.id
+                if row.seq is not None and row.seq > self._max_sent_seq:
+                    self._max_sent_seq = row.seq

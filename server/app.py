@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -19,13 +20,15 @@ from server.api import auth, history, incidents, live, ops
 from server.api.limits import DEFAULT_MAX_BYTES, BodySizeLimit
 from server.auth import audit
 from server.auth.deps import require
-from server.auth.ratelimit import LoginLimiter
+from server.auth.ratelimit import LoginLimiter, UserRateLimiter
 from server.auth.roles import Perm
 from server.ingest.service import IngestService
-from server.live import LiveHub
+from server.live import LiveHub, LiveRegistry
 from server.metrics import Metrics
 from server.settings import Settings
+from server.web import headers
 from server.web import routes as web
+from server.web.headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ def create_app(
         if not await hub.wait_ready(10.0):
             log.warning("live updates not ready yet (LISTEN connection); continuing")
         app.state.pool, app.state.hub = pool, hub
+        app.state.live = LiveRegistry(hub, functools.partial(live.compute_change, pool))
         service = IngestService(settings, site, shared_metrics) if ingest else None
         if service is not None:
             await asyncio.to_thread(service.start)
@@ -99,10 +103,14 @@ def create_app(
         version="0.1.0",
         description="Traffic history for planners, live state for the map, ingest metrics.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by server.web.headers (no CDN)
+        redoc_url=None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=DEFAULT_MAX_BYTES)
+    app.add_middleware(SecurityHeaders)  # outermost: on every response, errors included
     app.state.settings, app.state.site, app.state.metrics = settings, site, shared_metrics
     app.state.jwt_secret, app.state.login_limiter = jwt_secret, LoginLimiter()
+    app.state.api_limiter = UserRateLimiter(settings.api_rate_per_s, settings.api_burst)
     app.state.scoped_sites, app.state.alerts = {}, None
     # Only /healthz and the login are open; the page and its static files hold no data.
     app.include_router(ops.router)
@@ -113,4 +121,5 @@ def create_app(
     app.include_router(live.ws_router)
     app.include_router(incidents.router)
     web.mount(app)
+    app.include_router(headers.docs)
     return app

@@ -52,6 +52,10 @@ _ENV: dict[str, str] = {
     "CITYWATCH_HISTORY_MAX_ROWS": "history_max_rows",
     "CITYWATCH_HISTORY_MAX_DAYS": "history_max_days",
     "CITYWATCH_HISTORY_MAX_RAW_DAYS": "history_max_raw_days",
+    "CITYWATCH_LIVE_RECHECK_S": "live_recheck_s",
+    "CITYWATCH_LIVE_SOCKETS_PER_USER": "live_sockets_per_user",
+    "CITYWATCH_API_RATE": "api_rate_per_s",
+    "CITYWATCH_API_BURST": "api_burst",
 }
 
 
@@ -146,6 +150,15 @@ class Settings(BaseModel):
         """The DSN migrations run with: the owner's when set, else the application's."""
         url = self.migrate_database_url or self.database_url
         return url.get_secret_value()
+
+    live_recheck_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Open live sockets re-check their user this often."
+    )
+    live_sockets_per_user: int = Field(default=4, ge=1, le=100, description="Open live sockets per user.")
+    api_rate_per_s: float = Field(
+        default=20.0, gt=0, description="Per-user API requests per second (token bucket refill)."
+    )
+    api_burst: int = Field(default=200, ge=1, description="Per-user API burst (token bucket size).")
 
     @property
     def mqtt_host_port(self) -> tuple[str, int, bool]:

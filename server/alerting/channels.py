@@ -135,7 +135,8 @@ class WebhookChannel:
 
 
 class SmtpChannel:
-    """Sends a plain-text e-mail with the snapshot attached as JPEG, via stdlib smtplib in a thread."""
+    """Sends a plain-text e-mail (with a link to the snapshot, never the snapshot itself) via stdlib
+    smtplib in a thread."""
 
     def __init__(
         self,
@@ -197,10 +198,9 @@ class SmtpChannel:
         if alert.snapshot_url:
             lines.append(f"Snapshot:  {alert.snapshot_url}")
         msg.set_content("\n".join(lines) + "\n")
-        if alert.snapshot_jpeg is not None:
-            msg.add_attachment(
-                alert.snapshot_jpeg, maintype="image", subtype="jpeg", filename=f"{alert.incident_id}.jpg"
-            )
+        # Evidence policy (docs/security.md): the snapshot is never attached. E-mail crosses mail servers
+        # that keep copies outside the audit log; the link above needs a login and every opening of it
+        # is audited, like every other look at evidence.
         return msg
 
     def _deliver(self, msg: EmailMessage) -> str:

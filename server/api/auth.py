@@ -17,9 +17,18 @@ from server.api.deps import PoolDep, SettingsDep
 from server.auth import audit, tokens
 from server.auth.deps import Principal, PrincipalDep, require
 from server.auth.passwords import MIN_LENGTH, hash_password, verify_password
-from server.auth.ratelimit import LoginLimiter
+from server.auth.ratelimit import LoginLimiter, Reservation
 from server.auth.roles import Perm, Role
-from server.auth.users import API_KEY_PREFIX, INSERT_API_KEY, INSERT_USER, find_user, key_hash, new_api_key
+from server.auth.users import (
+    API_KEY_PREFIX,
+    INSERT_API_KEY,
+    INSERT_USER,
+    auth_change_note,
+    find_user,
+    key_hash,
+    new_api_key,
+)
+from server.ingest.writer import LIVE_CHANNEL
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -54,7 +63,10 @@ def _limiter(request: Request) -> LoginLimiter:
 @router.post(
     "/auth/token",
     summary="Log in (OAuth2 password flow); returns a bearer token",
-    responses={401: {"description": WRONG}, 429: {"description": "too many failed attempts"}},
+    responses={
+        401: {"description": WRONG},
+        429: {"description": "too many failed attempts from this address"},
+    },
 )
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -64,27 +76,34 @@ async def login(
 ) -> TokenOut:
     limiter = _limiter(request)
     address = request.client.host if request.client else "?"
-    wait = limiter.retry_after(form.username, address)
-    if wait > 0:
+    # Reserved before the password is checked: parallel requests cannot each get a guess.
+    res = limiter.reserve(form.username, address)
+    if not isinstance(res, Reservation):
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            "too many failed attempts; try again later",
-            headers={"Retry-After": str(math.ceil(wait))},
+            "too many failed attempts from your address; try again later",
+            headers={"Retry-After": str(max(1, math.ceil(res)))},
         )
-    user = None
-    if USERNAME_RE.fullmatch(form.username):  # anything else cannot be a user (and never reaches SQL)
-        async with pool.connection() as conn:
-            user = await find_user(conn, form.username)
-    # Argon2 is slow on purpose: off the event loop. Unknown users cost the same (dummy hash).
-    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, form.password)
-    if not ok or user is None or user.disabled:
-        limiter.failed(form.username, address)
+    user, ok = None, False
+    try:
+        if res.delay_s > 0:  # failures on this username slow every attempt on it down, lock none out
+            await asyncio.sleep(res.delay_s)
+        if USERNAME_RE.fullmatch(form.username):  # anything else cannot be a user (and never reaches SQL)
+            async with pool.connection() as conn:
+                user = await find_user(conn, form.username)
+        # Argon2 is slow on purpose: off the event loop. Unknown users cost the same (dummy hash).
+        verified = await asyncio.to_thread(
+            verify_password, user.password_hash if user else None, form.password
+        )
+        ok = verified and user is not None and not user.disabled
+    finally:
+        limiter.settle(res, ok=ok)  # a success gives the slot back; anything else is a failure
+    if not ok or user is None:
         async with pool.connection() as conn, conn.transaction():
             await audit.append(
                 conn, form.username[:64], "login_failed", "user", form.username[:64], {"ip": address}
             )
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG, headers={"WWW-Authenticate": "Bearer"})
-    limiter.succeeded(form.username)
     token = tokens.issue(
         request.app.state.jwt_secret, user.username, user.token_version, settings.token_ttl_s
     )
@@ -194,6 +213,8 @@ async def patch_user(
             conn, admin.name, "user_change", "user", username,
             {**changes, "password_reset": hashed is not None},
         )  # fmt: skip
+        # Every server instance hears this on commit: the user's open live sockets check again now.
+        await conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, auth_change_note(username)))
     return UserOut(**row)
 
 

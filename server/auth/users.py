@@ -6,6 +6,7 @@ The synchronous functions take a DSN (CLI, demo, tests); the API uses the async 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from psycopg.rows import dict_row
 
 from server.auth.passwords import hash_password
 from server.auth.roles import Role
+from server.ingest.writer import LIVE_CHANNEL
 
 API_KEY_PREFIX = "cwk_"
 
@@ -118,15 +120,21 @@ def list_users(conninfo: str) -> list[User]:
         return [User.from_row(r) for r in cur.fetchall()]
 
 
+def auth_change_note(username: str) -> str:
+    """The live-channel notification that makes ``username``'s open live sockets check again."""
+    return json.dumps({"auth_change": username})
+
+
 def set_disabled(conninfo: str, username: str, disabled: bool = True) -> None:
     """Disable (or enable) a user; disabling also invalidates every token already issued."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo) as conn, conn.transaction():
         cur = conn.execute(
             "UPDATE users SET disabled = %s, token_version = token_version + 1 WHERE username = %s",
             (disabled, username),
         )
         if cur.rowcount == 0:
             raise UserError(f"no user {username!r}")
+        conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, auth_change_note(username)))
 
 
 def set_password(conninfo: str, username: str, password: str) -> None:
@@ -134,13 +142,14 @@ def set_password(conninfo: str, username: str, password: str) -> None:
         hashed = hash_password(password)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo) as conn, conn.transaction():
         cur = conn.execute(
             "UPDATE users SET password_hash = %s, token_version = token_version + 1 WHERE username = %s",
             (hashed, username),
         )
         if cur.rowcount == 0:
             raise UserError(f"no user {username!r}")
+        conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, auth_change_note(username)))
 
 
 def new_api_key() -> str:

@@ -10,7 +10,8 @@ cameras and incidents on a plain background.
 Camera frames come from the edge: ``CITYWATCH_EDGE_FRAME_URL`` is a template such as
 ``http://127.0.0.1:9100/cameras/{camera_id}/frame.jpg``. The server fetches it (2 s timeout) so the
 browser needs no route to the edge network. Errors: unset template -> 404; no answer from the edge
-(connection refused, timeout, broken response) -> 502; the edge's own 404 -> 404.
+(connection refused, timeout, broken response) -> 502; the edge's own 404 -> 404; anything but
+image/jpeg or image/png, or a body over 8 MiB (read as it arrives, never whole) -> 502.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 FRAME_URL_ENV = "CITYWATCH_EDGE_FRAME_URL"
 FRAME_TIMEOUT_S = 2.0
+#: What the proxy passes on: JPEG and PNG only (an SVG is a document that can run script), this large.
+FRAME_TYPES = frozenset({"image/jpeg", "image/png"})
+FRAME_MAX_BYTES = 8 * 1024 * 1024
 
 router = APIRouter(tags=["web"])
 frames = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
@@ -96,8 +100,19 @@ async def camera_frame(
         )
     url = template.replace("{camera_id}", quote(camera_id, safe=""))
     try:
-        async with httpx.AsyncClient(timeout=FRAME_TIMEOUT_S) as client:
-            answer = await client.get(url)
+        async with httpx.AsyncClient(timeout=FRAME_TIMEOUT_S) as client, client.stream("GET", url) as answer:
+            if answer.status_code == status.HTTP_404_NOT_FOUND:
+                raise HTTPException(
+                    status.HTTP_404_NOT_FOUND, f"the edge has no frame for camera {camera_id}"
+                )
+            if answer.status_code != status.HTTP_200_OK:
+                raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"the edge answered {answer.status_code}")
+            media_type = answer.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type not in FRAME_TYPES:  # never SVG (scripts) or anything a browser might run
+                raise HTTPException(
+                    status.HTTP_502_BAD_GATEWAY, f"the edge sent {media_type or 'no type'}, not a JPEG or PNG"
+                )
+            body = await _bounded(answer, camera_id)
     except httpx.InvalidURL as exc:
         raise HTTPException(
             status.HTTP_500_INTERNAL_SERVER_ERROR, f"{FRAME_URL_ENV} is not a valid URL template"
@@ -114,14 +129,30 @@ async def camera_frame(
         raise HTTPException(
             status.HTTP_502_BAD_GATEWAY, f"the edge is unreachable ({type(exc).__name__})"
         ) from exc
-    if answer.status_code == status.HTTP_404_NOT_FOUND:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"the edge has no frame for camera {camera_id}")
-    if answer.status_code != status.HTTP_200_OK:
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"the edge answered {answer.status_code}")
-    media_type = answer.headers.get("content-type", "image/jpeg").split(";")[0].strip()
-    if not media_type.startswith("image/"):
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"the edge sent {media_type}, not an image")
-    return Response(answer.content, media_type=media_type, headers={"Cache-Control": "no-store"})
+    return Response(
+        body,
+        media_type=media_type,
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; sandbox"},
+    )
+
+
+async def _bounded(answer: httpx.Response, camera_id: str) -> bytes:
+    """The body, read up to ``FRAME_MAX_BYTES`` (502 beyond: a frame is never that large)."""
+    declared = answer.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > FRAME_MAX_BYTES:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"the edge's frame is over {FRAME_MAX_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in answer.aiter_bytes():
+        size += len(chunk)
+        if size > FRAME_MAX_BYTES:
+            log.warning(
+                "frame proxy: camera %s: the edge sent over %d bytes; refused", camera_id, FRAME_MAX_BYTES
+            )
+            raise HTTPException(
+                status.HTTP_502_BAD_GATEWAY, f"the edge's frame is over {FRAME_MAX_BYTES} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def mount(app: FastAPI) -> None:

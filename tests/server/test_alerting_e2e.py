@@ -135,7 +135,8 @@ def test_one_incident_alerts_once_on_every_channel_then_escalates(env: Env) -> N
     token = login(police, env.dsn, "police")
     iid = uuid.uuid4()
     started = datetime.now(UTC)
-    with env.client.websocket_connect(f"/api/v1/live/ws?token={token}") as ws:
+    with env.client.websocket_connect("/api/v1/live/ws") as ws:
+        ws.send_json({"type": "auth", "token": token})  # never in the URL (issue 12)
         assert ws.receive_json()["type"] == "snapshot"
         env.publisher.send(incident(env.site_id, "cam-a", 1, iid, IncidentEvent.START, started))
         # The edge repeats itself (an update), and another camera of the group sees the same driver.

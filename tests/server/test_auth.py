@@ -24,6 +24,7 @@ from citywatch.site import load_site
 from contract import IncidentEvent
 from server.app import create_app
 from server.auth import tokens
+from server.auth.ratelimit import LoginLimiter
 from server.auth.roles import ROLE_PERMS, Perm, Role
 from server.auth.users import create_api_key, create_user, set_disabled
 from server.db.migrate import migrate
@@ -157,26 +158,29 @@ def test_role_endpoint_matrix(app_env: tuple[Any, str], who: str) -> None:
         assert not wrong, f"{who}: " + "; ".join(wrong)
 
 
+def _ws_close_code(client: TestClient, first: dict[str, str]) -> int:
+    with client.websocket_connect("/api/v1/live/ws") as ws:
+        ws.send_json(first)
+        with pytest.raises(WebSocketDisconnect) as info:
+            ws.receive_json()
+    return info.value.code
+
+
 def test_websocket_needs_a_token_and_the_live_role(app_env: tuple[Any, str]) -> None:
     app, dsn = app_env
     with TestClient(app) as client:
-        for url, code in (("/api/v1/live/ws", 4401), ("/api/v1/live/ws?token=forged", 4401)):
-            with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(url) as ws:
-                ws.receive_json()
-            assert info.value.code == code
+        # The token comes in the first message after the accept (never in the URL: issue 12).
+        for first, code in (({"type": "auth", "token": "forged"}, 4401), ({"type": "auth"}, 4401)):
+            assert _ws_close_code(client, first) == code
         planner = login(client, dsn, "planner")
-        with (
-            pytest.raises(WebSocketDisconnect) as info,
-            client.websocket_connect(f"/api/v1/live/ws?token={planner}") as ws,
-        ):
-            ws.receive_json()
-        assert info.value.code == 4403
+        assert _ws_close_code(client, {"type": "auth", "token": planner}) == 4403
 
 
 def test_login_failures_look_alike_and_are_rate_limited(app_env: tuple[Any, str]) -> None:
     app, dsn = app_env
     name = f"victim-{uuid.uuid4().hex[:6]}"
     create_user(dsn, name, PASSWORD, "police")
+    app.state.login_limiter = LoginLimiter(base_delay_s=0.01, max_delay_s=0.05)  # quick delays
     with TestClient(app) as client:
         wrong = client.post("/api/v1/auth/token", data={"username": name, "password": "not-it-at-all"})
         unknown = client.post("/api/v1/auth/token", data={"username": "ghost-user", "password": "whatever1"})
@@ -184,8 +188,13 @@ def test_login_failures_look_alike_and_are_rate_limited(app_env: tuple[Any, str]
         assert wrong.json() == unknown.json() == {"detail": "wrong username or password"}
         for _ in range(4):
             client.post("/api/v1/auth/token", data={"username": name, "password": "still-wrong"})
-        limited = client.post("/api/v1/auth/token", data={"username": name, "password": PASSWORD})
+        # Five failures from one address on one user: that address is throttled for that user ...
+        limited = client.post("/api/v1/auth/token", data={"username": name, "password": "again-wrong"})
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+        # ... but the user is not locked out: the right password from elsewhere gets in (issue 12).
+        elsewhere = TestClient(app, client=("192.0.2.1", 50000))  # shares the open app (no lifespan)
+        ok = elsewhere.post("/api/v1/auth/token", data={"username": name, "password": PASSWORD})
+        assert ok.status_code == 200
         # Another user from the same address is not locked out by someone else's failures (yet).
         other = f"other-{uuid.uuid4().hex[:6]}"
         create_user(dsn, other, PASSWORD, "planner")

@@ -43,7 +43,8 @@ def test_websocket_streams_committed_changes(env: tuple[TestClient, str]) -> Non
     client, dsn = env
     writer = BatchWriter("plain", "Asia/Ho_Chi_Minh")
     token = client.headers["Authorization"].split()[1]
-    with client.websocket_connect(f"/api/v1/live/ws?token={token}") as ws:
+    with client.websocket_connect("/api/v1/live/ws") as ws:
+        ws.send_json({"type": "auth", "token": token})  # never in the URL (issue 12)
         first = ws.receive_json()
         assert first["type"] == "snapshot"
         assert {c["camera_id"] for c in first["cameras"]} == set(CAMS)

@@ -40,6 +40,10 @@ def server(
             "MQTT_CLIENT_ID": f"st-{tag}",
             "MQTT_SESSION_EXPIRY_S": "60",
             "CITYWATCH_SITE": str(site),
+            # Thousands of generated requests per role: above the per-user API rate (tested on its
+            # own in tests/server/security/test_api_limits.py), which would answer most of them 429.
+            "CITYWATCH_API_RATE": "100000",
+            "CITYWATCH_API_BURST": "100000",
         },
         tmp / "server.log",
     )

@@ -2,11 +2,13 @@
 Mosquitto with the generated password file and ACL (no anonymous access), a real edge worker on a real
 clip logging in as its group's user, the real server logging in as ``citywatch-server`` with a DSN that
 carries a password, a signing key for tokens, a webhook secret, users logging in (right and wrong
-passwords), an API key made and used. Then every log and every command output is searched for each
+passwords), an API key made and used, the live WebSocket opened (and offered a token and an API key in
+its URL, which it refuses). Then every log and every command output is searched for each
 secret; the test also checks that the run really happened (messages stored, alert delivered, logins)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from citywatch.broker_auth import read_env_file, write_auth_files
 from citywatch.site import load_site
@@ -40,6 +44,17 @@ def _with_password(url: str) -> str:
     parts = urlsplit(url)
     netloc = f"{parts.username or 'postgres'}:{DB_PASSWORD}@{parts.hostname}:{parts.port or 5432}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _socket(url: str, first: dict[str, str] | None) -> str | int | None:
+    """The first message's type, or the close code."""
+    with connect(url, open_timeout=10) as ws:
+        if first is not None:
+            ws.send(json.dumps(first))
+        try:
+            return str(json.loads(ws.recv(timeout=15))["type"])
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
 
 
 def test_no_secret_in_any_log(tmp_path: Path, fresh_db: str, unique: str) -> None:
@@ -145,6 +160,13 @@ alerting:
                 httpx.get(f"{base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}x"}).status_code
                 == 401
             )
+            # The live socket, as the web app opens it (token in a message) and as it must not be
+            # opened (a token or an API key in the URL: uvicorn logs the handshake's URL).
+            ws_url = f"ws://127.0.0.1:{server.port}/api/v1/live/ws"
+            assert _socket(ws_url, {"type": "auth", "token": token}) == "snapshot"
+            assert _socket(f"{ws_url}?token={token}", None) == 4401
+            assert _socket(f"{ws_url}?token={key}", None) == 4401
+            assert _socket(ws_url, {"type": "auth", "token": key}) == 4401
 
             # The run is real: the edge's counts are stored (it logged in) ...
             def stored() -> int:
@@ -191,3 +213,4 @@ alerting:
     assert not leaks, leaks
     # The logs are the real ones of this run (the searched text is not empty by mistake).
     assert "connected to the broker" in logs["server"] and "camera cam-a" in logs["edge"]
+    assert "WebSocket /api/v1/live/ws" in logs["server"]  # the handshake lines are in the searched log

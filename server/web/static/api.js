@@ -76,7 +76,10 @@ export async function login(username, password) {
 
 /**
  * The live WebSocket, reconnecting with back-off. Each message is passed to onMessage; onState gets
- * "connecting" | "live" | "disconnected". A close with code 4401 (bad or expired token) ends the session.
+ * "connecting" | "live" | "disconnected". The token never goes in the URL (URLs end up in logs): the
+ * socket opens without it and the first message sent is {"type": "auth", "token": ...}. A close with
+ * code 4401 (bad or expired token) ends the session; 4403 (the role may not) stops; 4429 (too many
+ * sockets) retries with back-off.
  */
 export class LiveSocket {
   constructor(onMessage, onState) {
@@ -95,11 +98,14 @@ export class LiveSocket {
 
   open() {
     const proto = location.protocol === "https:" ? "wss" : "ws";
-    const token = encodeURIComponent(session.token || "");
     this.onState("connecting");
-    const ws = new WebSocket(`${proto}://${location.host}/api/v1/live/ws?token=${token}`);
+    const ws = new WebSocket(`${proto}://${location.host}/api/v1/live/ws`);
     this.ws = ws;
-    ws.onopen = () => { this.delay = 1000; this.onState("live"); };
+    ws.onopen = () => {
+      ws.send(JSON.stringify({ type: "auth", token: session.token || "" }));
+      this.delay = 1000;
+      this.onState("live");
+    };
     ws.onmessage = (ev) => {
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }

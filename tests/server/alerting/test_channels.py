@@ -140,9 +140,12 @@ def test_webhook_timeout_is_a_retryable_failure() -> None:
 
 
 @pytest.mark.integration
-def test_smtp_sends_text_and_snapshot() -> None:
+def test_smtp_sends_text_and_a_link_to_the_snapshot() -> None:
     handler = MailHandler()
     alert = make_alert()
+    alert = alert.model_copy(
+        update={"snapshot_url": f"https://cw.example/api/v1/incidents/{alert.incident_id}/snapshot"}
+    )
     with smtp_server(handler) as port:
         mail = SmtpChannel(
             "ops-mail",
@@ -162,10 +165,10 @@ def test_smtp_sends_text_and_snapshot() -> None:
     text = body.get_content()
     assert "Trần Hưng Đạo" in text
     assert str(alert.incident_id) in text
-    [attachment] = list(msg.iter_attachments())
-    assert attachment.get_content_type() == "image/jpeg"
-    assert attachment.get_filename() == f"{alert.incident_id}.jpg"
-    assert attachment.get_content() == JPEG
+    # Evidence policy (issue 12, item 9): a link to the audited snapshot route, never the image itself.
+    assert not list(msg.iter_attachments())
+    assert JPEG not in msg.as_bytes()
+    assert f"/api/v1/incidents/{alert.incident_id}/snapshot" in text
 
 
 @pytest.mark.integration
