@@ -22,6 +22,8 @@ from server.auth.roles import Perm
 from server.ingest.service import IngestService
 from server.live import LiveHub
 from server.metrics import Metrics
+from server.opendata import api as opendata
+from server.opendata import jobs as opendata_jobs
 from server.settings import Settings
 from server.web import routes as web
 
@@ -71,9 +73,11 @@ def create_app(
         app.state.alerts = engine
         if engine is not None:
             await asyncio.to_thread(engine.start)
+        open_jobs = opendata_jobs.start(pool, site) if ingest else None
         try:
             yield
         finally:
+            await opendata_jobs.stop(open_jobs)
             if engine is not None:
                 await asyncio.to_thread(engine.stop)
             if service is not None:
@@ -99,5 +103,6 @@ def create_app(
     app.include_router(live.router, dependencies=[require(Perm.LIVE)])
     app.include_router(live.ws_router)
     app.include_router(incidents.router)
+    opendata.mount(app, site)  # /open/v1: public, no login
     web.mount(app)
     return app
