@@ -6,6 +6,7 @@ the site publishes them. Every answer is delayed and has its small cells suppres
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -70,13 +71,17 @@ def local_day_range(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def _range(
-    site: SiteConfig, g: str, day: date | None, start: datetime | None, end: datetime | None
+    site: SiteConfig, g: str, day: date | None, start: datetime | None, end: datetime | None, days: int = 1
 ) -> tuple[datetime, datetime]:
     tz = ZoneInfo(site.site.timezone)
     if day is not None:
         if start is not None or end is not None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give either date or start/end")
-        return local_day_range(day, tz)
+        if days > MAX_DAYS[g]:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"at most {MAX_DAYS[g]} days per request for bin={g}"
+            )
+        return local_day_range(day, tz)[0], local_day_range(day + timedelta(days=days - 1), tz)[1]
     if start is None or end is None:
         today = datetime.now(tz).date()
         return local_day_range(today, tz) if g == "1h" else local_day_range(today - timedelta(days=1), tz)
@@ -118,6 +123,7 @@ async def flow(
     st: StateDep,
     bin: Annotated[Literal["1h", "1d"], Query(description="1h (local hours) or 1d (local days).")] = "1h",
     date_: Annotated[date | None, Query(alias="date", description="A local day (YYYY-MM-DD).")] = None,
+    days: Annotated[int, Query(ge=1, le=366, description="With date: this many local days from it.")] = 1,
     start: Annotated[datetime | None, Query(description="Range start (ISO 8601 with offset).")] = None,
     end: Annotated[datetime | None, Query(description="Range end, exclusive.")] = None,
     camera_id: Annotated[
@@ -136,7 +142,7 @@ async def flow(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "counts are not published on this server")
     st.usage.hit(f"flow-{bin}-{format}")
     cams = _cameras(site, camera_id)
-    lo, hi = _range(site, bin, date_, start, end)
+    lo, hi = _range(site, bin, date_, start, end, days)
     tz = ZoneInfo(site.site.timezone)
     until = published_until(datetime.now(UTC), bin, timedelta(seconds=site.open_data.delay_s), tz)
     key = _cache_key(request, until.isoformat())
@@ -212,6 +218,30 @@ async def alerts(
     return respond(request, hit)
 
 
+@router.get("/about", summary="The site, its publication rules and licence (for the public page)")
+async def about(request: Request, site: SiteDep) -> dict[str, Any]:
+    from server.web.routes import DEFAULT_TILES  # noqa: PLC0415
+
+    od = site.open_data
+    tz = ZoneInfo(site.site.timezone)
+    return {
+        "site_id": site.site.id,
+        "name": site.site.name,
+        "timezone": site.site.timezone,
+        "today": datetime.now(tz).date().isoformat(),
+        "center": {"lat": site.site.center.lat, "lon": site.site.center.lon},
+        "zoom": site.site.zoom,
+        "tile_url": os.environ.get("CITYWATCH_TILE_URL", DEFAULT_TILES),
+        "delay_s": od.delay_s,
+        "k": od.k,
+        "licence": od.licence,
+        "licence_url": od.licence_url,
+        "publisher": od.publisher.model_dump(),
+        "publish_counts": od.publish_counts,
+        "publish_incidents": od.publish_incidents,
+    }
+
+
 @router.get("/usage", summary="Public requests per dataset and day (this server process)")
 async def usage(st: StateDep) -> list[dict[str, object]]:
     return st.usage.snapshot()
@@ -219,9 +249,10 @@ async def usage(st: StateDep) -> list[dict[str, object]]:
 
 def mount(app: FastAPI, site: SiteConfig) -> None:
     """Add the public routes (and the catalogue and dumps) to ``app``."""
-    from server.opendata import catalog  # noqa: PLC0415
+    from server.opendata import catalog, page  # noqa: PLC0415
 
     od = site.open_data
     app.state.opendata = OpenDataState(ResponseCache(od.cache_s), RateLimiter(od.rate_per_min))
     app.include_router(router)
     app.include_router(catalog.router)
+    app.include_router(page.router)
