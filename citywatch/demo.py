@@ -171,7 +171,22 @@ def _demo_users(env: dict[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None = None) -> int:
+def _history(db_url: str, site: SiteConfig, site_path: Path, days: int, workdir: Path) -> None:
+    """Sample history (``--history DAYS``) before the live edge starts; a failure only loses it."""
+    from citywatch.demo_history import HistoryError, fill_history  # noqa: PLC0415
+
+    t0 = time.monotonic()
+    try:
+        n = fill_history(db_url, site, site_path, days, workdir / "history")
+    except HistoryError as exc:
+        log.warning("no sample history: %s", exc)
+        return
+    log.info("sample history: %d bins (%d days) in %.1f s", n, days, time.monotonic() - t0)
+
+
+def run_demo(
+    site_path: Path, http_port: int = 8000, cameras: list[str] | None = None, history_days: int = 28
+) -> int:
     try:
         site = load_site(site_path)
     except ConfigError as exc:
@@ -205,6 +220,8 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
             procs.append(server)
             _wait_http(f"http://127.0.0.1:{http_port}/healthz", 120, server)
             users = _demo_users(env)
+            if history_days > 0:
+                _history(db_url, site, site_path, history_days, workdir)
             edge_cmd = [
                 sys.executable,
                 "-m",
