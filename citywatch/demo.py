@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -172,7 +173,8 @@ def _demo_users(env: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def _history(db_url: str, site: SiteConfig, site_path: Path, days: int, workdir: Path) -> None:
-    """Sample history (``--history DAYS``) before the live edge starts; a failure only loses it."""
+    """Sample history (``--history DAYS``); the first run replays each clip once (minutes on a small
+    machine), later runs read the cache. A failure only loses the history."""
     from citywatch.demo_history import HistoryError, fill_history  # noqa: PLC0415
 
     t0 = time.monotonic()
@@ -180,6 +182,9 @@ def _history(db_url: str, site: SiteConfig, site_path: Path, days: int, workdir:
         n = fill_history(db_url, site, site_path, days, workdir / "history")
     except HistoryError as exc:
         log.warning("no sample history: %s", exc)
+        return
+    except Exception:  # the top of a thread: log it, the live demo carries on
+        log.exception("no sample history")
         return
     log.info("sample history: %d bins (%d days) in %.1f s", n, days, time.monotonic() - t0)
 
@@ -220,8 +225,6 @@ def run_demo(
             procs.append(server)
             _wait_http(f"http://127.0.0.1:{http_port}/healthz", 120, server)
             users = _demo_users(env)
-            if history_days > 0:
-                _history(db_url, site, site_path, history_days, workdir)
             edge_cmd = [
                 sys.executable,
                 "-m",
@@ -240,6 +243,10 @@ def run_demo(
             for cam in cameras or []:
                 edge_cmd += ["--camera", cam]
             procs.append(subprocess.Popen(edge_cmd, env=env))
+            if history_days > 0:  # in the background: the demo is usable meanwhile
+                threading.Thread(
+                    target=_history, args=(db_url, site, site_path, history_days, workdir), daemon=True
+                ).start()
             print(  # noqa: T201 - the demo's user-facing banner
                 f"\ncitywatch demo is running ({len(cameras or site.cameras)} camera(s), {site.site.name}):\n"
                 f"  operations map and API   http://127.0.0.1:{http_port}/\n"

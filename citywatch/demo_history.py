@@ -22,6 +22,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -205,10 +206,12 @@ def fill_history(db_url: str, site: SiteConfig, site_path: Path, days: int, cach
     tz = ZoneInfo(site.site.timezone)
     today = datetime.now(tz).date()
     written = 0
+    # Two replays at a time: each is a subprocess with its own model.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        all_rates = list(pool.map(lambda cam: clip_rates(site_path, cam, cache_dir), site.cameras))
     with psycopg.connect(db_url, autocommit=True) as conn:
         writer = BatchWriter(storage_backend(conn), site.site.timezone)
-        for n, cam in enumerate(site.cameras):
-            rates = clip_rates(site_path, cam, cache_dir)
+        for n, (cam, rates) in enumerate(zip(site.cameras, all_rates, strict=True)):
             if rates is None or not rates.per_s:
                 continue
             row = conn.execute(

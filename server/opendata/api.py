@@ -19,8 +19,18 @@ from psycopg.rows import dict_row
 from citywatch.site import SiteConfig
 from server.opendata import ngsi, tables
 from server.opendata.cells import CellPage, PublicBin, public_cells, published_until
-from server.opendata.http import LD_JSON, RateLimiter, ResponseCache, Usage, respond
+from server.opendata.http import (
+    GEOJSON,
+    LD_JSON,
+    PARQUET,
+    RateLimiter,
+    ResponseCache,
+    Usage,
+    documented,
+    respond,
+)
 
+CSV_MEDIA = "text/csv; charset=utf-8"
 MAX_DAYS: dict[str, int] = {"1h": 31, "1d": 366}
 
 
@@ -116,7 +126,12 @@ async def fetch_cells(
         return await public_cells(conn, cameras=cams, start=start, end=end, g=g, tz=tz, k=od.k, until=until)
 
 
-@router.get("/flow", summary="Traffic counts by camera, line, direction and class (hourly or daily)")
+@router.get(
+    "/flow",
+    response_class=Response,
+    responses=documented(LD_JSON, CSV_MEDIA, PARQUET),
+    summary="Traffic counts by camera, line, direction and class (hourly or daily)",
+)
 async def flow(
     request: Request,
     site: SiteDep,
@@ -154,10 +169,10 @@ async def flow(
             ("X-Published-Until", until.isoformat()),
         ]
         if format == "csv":
-            body, media = tables.to_csv(site.site.id, page.cells, bin, tz), "text/csv; charset=utf-8"
+            body, media = tables.to_csv(site.site.id, page.cells, bin, tz), CSV_MEDIA
             headers.append(("Content-Disposition", f'attachment; filename="flow-{bin}.csv"'))
         elif format == "parquet":
-            body, media = tables.to_parquet(site.site.id, page.cells, bin), "application/vnd.apache.parquet"
+            body, media = tables.to_parquet(site.site.id, page.cells, bin), PARQUET
             headers.append(("Content-Disposition", f'attachment; filename="flow-{bin}.parquet"'))
         else:
             vehicles = [c for c in page.cells if ngsi.is_vehicle(c)]
@@ -174,13 +189,18 @@ async def flow(
     return respond(request, hit)
 
 
-@router.get("/cameras.geojson", summary="Camera places and their counting lines (GeoJSON)")
+@router.get(
+    "/cameras.geojson",
+    response_class=Response,
+    responses=documented(GEOJSON),
+    summary="Camera places and their counting lines (GeoJSON)",
+)
 async def cameras(request: Request, site: SiteDep, st: StateDep) -> Response:
     st.usage.hit("cameras")
     hit = st.cache.get("cameras") or st.cache.put(
         "cameras",
         json.dumps(tables.cameras_geojson(site), ensure_ascii=False).encode(),
-        "application/geo+json",
+        GEOJSON,
     )
     return respond(request, hit)
 
@@ -198,7 +218,12 @@ async def open_incidents(pool: Any, cams: list[str], until: datetime) -> list[di
         return rows
 
 
-@router.get("/alerts", summary="Open traffic incidents as NGSI-LD Alert (when the site publishes them)")
+@router.get(
+    "/alerts",
+    response_class=Response,
+    responses=documented(LD_JSON),
+    summary="Open traffic incidents as NGSI-LD Alert (when the site publishes them)",
+)
 async def alerts(
     request: Request,
     site: SiteDep,

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, 
 from citywatch.site import SiteConfig
 from server.opendata.api import SiteDep, StateDep, _guard
 from server.opendata.dumps import DATASETS, DumpInfo, get_dump, list_dumps
-from server.opendata.http import LD_JSON, respond
+from server.opendata.http import CSV, LD_JSON, PARQUET, documented, respond
 
 router = APIRouter(prefix="/open/v1", tags=["open data"], dependencies=[Depends(_guard)])
 
@@ -29,7 +29,7 @@ CONTEXT = {
     "spdx": "http://spdx.org/rdf/terms#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
 }
-MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+MEDIA = {"csv": CSV, "parquet": PARQUET}
 TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "catalog": {
         "title": ("Dữ liệu mở giao thông", "Open traffic data"),
@@ -200,7 +200,12 @@ def build_catalog(site: SiteConfig, base: str, dumps: list[DumpInfo]) -> dict[st
     }
 
 
-@router.get("/catalog", summary="DCAT catalogue (JSON-LD) of the open datasets and their downloads")
+@router.get(
+    "/catalog",
+    response_class=Response,
+    responses=documented(LD_JSON, ld_array=False),
+    summary="DCAT catalogue (JSON-LD) of the open datasets and their downloads",
+)
 async def catalog(request: Request, site: SiteDep, st: StateDep) -> Response:
     st.usage.hit("catalog")
     hit = st.cache.get("catalog")
@@ -216,7 +221,12 @@ async def catalog(request: Request, site: SiteDep, st: StateDep) -> Response:
 _FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)(\.sha256)?$")
 
 
-@router.get("/dumps/{dataset}/{file}", summary="A daily dump file (CSV or Parquet) or its .sha256")
+@router.get(
+    "/dumps/{dataset}/{file}",
+    response_class=Response,
+    responses=documented(CSV, PARQUET, "text/plain"),
+    summary="A daily dump file (CSV or Parquet) or its .sha256",
+)
 async def dump(
     request: Request,
     site: SiteDep,

@@ -10,10 +10,27 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 
 from fastapi import Request, Response
 
 LD_JSON = "application/ld+json"
+CSV = "text/csv"
+PARQUET = "application/vnd.apache.parquet"
+GEOJSON = "application/geo+json"
+
+
+def documented(*media: str, ld_array: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a public route answering ``media`` types (and 304 / 404 / 429); its
+    JSON-LD is an array of entities, or (``ld_array=False``) one document."""
+    ld = {"type": "array", "items": {"type": "object"}} if ld_array else {"type": "object"}
+    schemas = {LD_JSON: ld, GEOJSON: {"type": "object"}}
+    return {
+        200: {"content": {m: {"schema": schemas.get(m, {"type": "string"})} for m in media}},
+        304: {"description": "Not modified (ETag / Last-Modified)"},
+        404: {"description": "Not published on this server, or unknown camera / file"},
+        429: {"description": "Rate limit: see Retry-After"},
+    }
 
 
 @dataclass(frozen=True, slots=True)
