@@ -24,7 +24,7 @@ from tests.server.opendata.data import TZ, generate, site_file
 from tests.server.server_proc import ServerProcess
 from tests.web.conftest import ARTIFACTS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 CAMS = ["cam-pa", "cam-pb"]
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

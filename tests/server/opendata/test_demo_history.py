@@ -73,6 +73,7 @@ def test_history_is_whole_days_before_live_data(first_bin: datetime | None, want
 
 
 @pytest.mark.integration
+@pytest.mark.model
 def test_fill_from_a_real_clip(fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     need_shared(SHARED / "videos" / "vn-hcmc-motorbikes-wrongway.mp4")
     need_shared(MODEL_PATH)
