@@ -62,7 +62,7 @@ class OpenDataSection(_Strict):
     )
     dump_days: int = Field(default=90, ge=1, le=3650, description="Daily dumps kept (and catalogued).")
     dump_interval_s: float = Field(
-        default=600.0, gt=0, le=86400, description="How often the dump job looks for days to write."
+        default=60.0, gt=0, le=86400, description="How often the dump job looks for days to write."
     )
     broker: ContextBroker | None = Field(
         default=None, description="Push to this NGSI-LD broker; none if unset."

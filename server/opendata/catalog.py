@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, 
 
 from citywatch.site import SiteConfig
 from server.opendata.api import SiteDep, StateDep, _guard
-from server.opendata.dumps import DATASETS, DumpInfo, get_dump, list_dumps
+from server.opendata.dumps import DATASETS, DumpInfo, dumps_state, get_dump, list_dumps
 from server.opendata.http import CSV, LD_JSON, PARQUET, documented, respond
 
 router = APIRouter(prefix="/open/v1", tags=["open data"], dependencies=[Depends(_guard)])
@@ -208,13 +208,14 @@ def build_catalog(site: SiteConfig, base: str, dumps: list[DumpInfo]) -> dict[st
 )
 async def catalog(request: Request, site: SiteDep, st: StateDep) -> Response:
     st.usage.hit("catalog")
-    hit = st.cache.get("catalog")
+    key = f"catalog:{await dumps_state(request.app.state.pool)}"
+    hit = st.cache.get(key)
     if hit is None:
         tz = ZoneInfo(site.site.timezone)
         first = datetime.now(tz).date() - timedelta(days=site.open_data.dump_days)
         dumps = await list_dumps(request.app.state.pool, first)
         doc = build_catalog(site, _base(request, site), dumps)
-        hit = st.cache.put("catalog", json.dumps(doc, ensure_ascii=False).encode(), LD_JSON)
+        hit = st.cache.put(key, json.dumps(doc, ensure_ascii=False).encode(), LD_JSON)
     return respond(request, hit)
 
 

@@ -127,6 +127,17 @@ async def list_dumps(pool: Any, first: date) -> list[DumpInfo]:
         return [DumpInfo(*r) for r in await cur.fetchall()]
 
 
+_STATE: LiteralString = "SELECT count(*), max(created_at) FROM opendata_dumps"
+
+
+async def dumps_state(pool: Any) -> str:
+    """Changes whenever a dump is written: part of the catalogue's cache key."""
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(_STATE)
+        row = await cur.fetchone()
+    return f"{row[0]}:{row[1]}" if row else ""
+
+
 _GET: LiteralString = (
     "SELECT data, sha256 FROM opendata_dumps WHERE dataset = %s AND day = %s AND format = %s"
 )
