@@ -244,8 +244,17 @@ def run_demo(
                 edge_cmd += ["--camera", cam]
             procs.append(subprocess.Popen(edge_cmd, env=env))
             if history_days > 0:  # in the background: the demo is usable meanwhile
+                shown = [c for c in site.cameras if not cameras or c.id in cameras]
                 threading.Thread(
-                    target=_history, args=(db_url, site, site_path, history_days, workdir), daemon=True
+                    target=_history,
+                    args=(
+                        db_url,
+                        site.model_copy(update={"cameras": shown}),
+                        site_path,
+                        history_days,
+                        workdir,
+                    ),
+                    daemon=True,
                 ).start()
             print(  # noqa: T201 - the demo's user-facing banner
                 f"\ncitywatch demo is running ({len(cameras or site.cameras)} camera(s), {site.site.name}):\n"
