@@ -70,10 +70,13 @@ async def public_cells(
         "WHERE bucket >= %(start)s AND bucket < %(end)s AND camera_id = ANY(%(cams)s) "
         "ORDER BY bucket, camera_id, line_id, direction, cls"
     ).format(table=sql.Identifier(f"counts_{g}"))
+    # `sample::int = 1`, not `sample`: TimescaleDB (2.23) fails with "unexpected column type 'boolean'"
+    # filtering a boolean column added after a chunk was compressed (tests/server/opendata/
+    # test_timescale_opendata.py); the cast keeps the filter off that path.
     flags = sql.SQL(
         "SELECT camera_id, {bucket} AS bucket FROM count_bins "
-        "WHERE bin_start >= %(start)s AND bin_start < %(end)s AND camera_id = ANY(%(cams)s) AND sample "
-        "GROUP BY 1, 2"
+        "WHERE bin_start >= %(start)s AND bin_start < %(end)s AND camera_id = ANY(%(cams)s) "
+        "AND sample::int = 1 GROUP BY 1, 2"
     ).format(bucket=sql.SQL(BUCKETS[g]))
     async with conn.cursor(binary=True) as cur:
         await cur.execute(query, params)
