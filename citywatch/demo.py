@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -223,7 +224,26 @@ def _demo_users(env: dict[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None = None) -> int:
+def _history(db_url: str, site: SiteConfig, site_path: Path, days: int, workdir: Path) -> None:
+    """Sample history (``--history DAYS``); the first run replays each clip once (minutes on a small
+    machine), later runs read the cache. A failure only loses the history."""
+    from citywatch.demo_history import HistoryError, fill_history  # noqa: PLC0415
+
+    t0 = time.monotonic()
+    try:
+        n = fill_history(db_url, site, site_path, days, workdir / "history")
+    except HistoryError as exc:
+        log.warning("no sample history: %s", exc)
+        return
+    except Exception:  # the top of a thread: log it, the live demo carries on
+        log.exception("no sample history")
+        return
+    log.info("sample history: %d bins (%d days) in %.1f s", n, days, time.monotonic() - t0)
+
+
+def run_demo(
+    site_path: Path, http_port: int = 8000, cameras: list[str] | None = None, history_days: int = 28
+) -> int:
     try:
         site = load_site(site_path)
     except ConfigError as exc:
@@ -279,6 +299,19 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
             for cam in cameras or []:
                 edge_cmd += ["--camera", cam]
             procs.append(subprocess.Popen(edge_cmd, env=edge_env))
+            if history_days > 0:  # in the background: the demo is usable meanwhile
+                shown = [c for c in site.cameras if not cameras or c.id in cameras]
+                threading.Thread(
+                    target=_history,
+                    args=(
+                        db_url,
+                        site.model_copy(update={"cameras": shown}),
+                        site_path,
+                        history_days,
+                        workdir,
+                    ),
+                    daemon=True,
+                ).start()
             print(  # noqa: T201 - the demo's user-facing banner
                 f"\ncitywatch demo is running ({len(cameras or site.cameras)} camera(s), {site.site.name}):\n"
                 f"  operations map and API   http://127.0.0.1:{http_port}/\n"

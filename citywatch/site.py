@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from citywatch.alerting import AlertingSection
 from citywatch.geometry import polygon_area, polygon_self_intersection
+from citywatch.site_opendata import OpenDataSection
 from contract.messages import Severity
 from contract.topics import ID_PATTERN
 
@@ -295,6 +296,9 @@ class SiteConfig(_Strict):
     cameras: list[Camera] = Field(min_length=1)
     alerting: AlertingSection = Field(
         default_factory=AlertingSection, description="Alert rules, delivery channels and SLA targets."
+    )
+    open_data: OpenDataSection = Field(
+        default_factory=OpenDataSection, description="Open data: what is published, privacy rules, sharing."
     )
 
     def camera(self, camera_id: str) -> Camera:

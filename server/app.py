@@ -25,6 +25,8 @@ from server.auth.roles import Perm
 from server.ingest.service import IngestService
 from server.live import LiveHub, LiveRegistry
 from server.metrics import Metrics
+from server.opendata import api as opendata
+from server.opendata import jobs as opendata_jobs
 from server.settings import Settings
 from server.web import headers
 from server.web import routes as web
@@ -85,9 +87,11 @@ def create_app(
             audit.anchor_loop(pool, settings.audit_anchor_s, shared_metrics.set_audit_head),
             name="audit-anchor",
         )
+        open_jobs = opendata_jobs.start(pool, site) if ingest else None
         try:
             yield
         finally:
+            await opendata_jobs.stop(open_jobs)
             anchor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await anchor
@@ -120,6 +124,7 @@ def create_app(
     app.include_router(live.router, dependencies=[require(Perm.LIVE)])
     app.include_router(live.ws_router)
     app.include_router(incidents.router)
+    opendata.mount(app, site)  # /open/v1: public, no login
     web.mount(app)
     app.include_router(headers.docs)
     return app

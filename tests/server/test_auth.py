@@ -72,6 +72,11 @@ EXPECTED: dict[tuple[str, str], Perm | None] = {
     ("POST", "/api/v1/incidents/{incident_id}/resolve"): Perm.WORK,
     ("POST", "/api/v1/incidents/{incident_id}/false-alarm"): Perm.WORK,
     ("GET", "/api/v1/site"): Perm.SITE,
+    # open data (docs/open-data.md): public by design, aggregates only
+    **{
+        ("GET", f"/open/v1/{p}"): None
+        for p in ("flow", "cameras.geojson", "alerts", "about", "usage", "catalog", "dumps/{dataset}/{file}")
+    },
 }
 #: Pages and files that hold no data (the page asks for a login before it fetches anything).
 PUBLIC_PAGES = {"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}

@@ -82,6 +82,7 @@ def loaded(dsn: str) -> str:
             "0008_movements_timescale",
             "0009_auth_alerting",
             "0010_app_role",
+            "0011_open_data",
         ]
         assert result.skipped == ["0002_rollup_tables", "0005_bin_totals_rollups"]
         apply_policies(conn, Settings.from_env({"CITYWATCH_TS_RAW_RETENTION": "3 years"}))
