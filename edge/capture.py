@@ -100,9 +100,18 @@ def iter_file_frames(path: str, start: datetime, stride: int = 1) -> Iterator[Fr
 class LiveCapture(threading.Thread):
     """Reads one source on its own thread into a one-slot buffer; reconnects with backoff."""
 
-    def __init__(self, camera_id: str, source: Source, max_backoff_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        source: Source,
+        max_backoff_s: float = 30.0,
+        gate: threading.Event | None = None,
+    ) -> None:
         super().__init__(name=f"capture-{camera_id}", daemon=True)
         self.camera_id = camera_id
+        #: A file is opened only once this is set (its camera is ready), so footage replayed in real
+        #: time does not lose its first seconds to model loading. Live streams start at once.
+        self.gate = gate
         self.source = source
         self.max_backoff_s = max_backoff_s
         self._cond = threading.Condition()
@@ -137,6 +146,10 @@ class LiveCapture(threading.Thread):
             self._cond.notify()
 
     def run(self) -> None:
+        if self.gate is not None and isinstance(self.source, FileSource):
+            while not self.gate.wait(0.2):
+                if self._stop_event.is_set():
+                    return
         backoff = 1.0
         first = True
         looped = False
