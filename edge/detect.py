@@ -145,7 +145,7 @@ class SharedModel:
             except Exception as exc:  # Ultralytics raises many types for unreadable weights
                 raise ModelError(f"cannot load model {settings.model!r}: {exc}") from exc
             self.class_names: dict[int, str] = dict(self._model.names)
-            self.class_ids(settings.classes)  # unknown classes fail here, before any camera starts
+            # Warm-up: the first inference sets up the runtime (OpenVINO's infer request) here, once.
             self.predict([np.zeros((settings.imgsz, settings.imgsz, 3), np.uint8)], settings)
 
     def class_ids(self, classes: Sequence[str]) -> list[int]:
@@ -159,15 +159,18 @@ class SharedModel:
         """Raw boxes per image, in one batched call (the backend splits it if it must)."""
         if not images:
             return []
+        # CUDA: half precision (Ultralytics' ``quantize=16``); CPU runtimes keep their own precision.
+        precision = {"quantize": 16} if settings.device.startswith("cuda") else {}
         with self._lock:
             results = self._model.predict(
                 list(images),
                 imgsz=settings.imgsz,
                 conf=settings.conf,
                 iou=settings.iou,
-                classes=self.class_ids(settings.classes),
+                classes=sorted(i for i, n in self.class_names.items() if n in set(settings.classes)),
                 device=settings.device,
                 verbose=False,
+                **precision,
             )
         return [r.boxes.data.cpu().numpy().astype(np.float64).reshape(-1, 6) for r in results]
 
@@ -253,6 +256,7 @@ class UltralyticsTracker(TrackingDetector):
         self, settings: DetectorSettings, model: SharedModel | None = None, roi: RoiFn | None = None
     ) -> None:
         self.model = model or SharedModel(settings)
+        self.model.class_ids(settings.classes)  # unknown classes fail here, clearly
         self._settings = settings
         super().__init__(self.detect_raw, self.model.class_names, settings.tracker, roi)
 

@@ -8,12 +8,16 @@ detection a second instead of one per frame, and the detector is free for the ca
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
 from citywatch.site_detector import MotionSettings
+from edge.analytics.tracks import TrackState
 from edge.roi import NormBox, pixel_box
 
 WIDTH = 320  # motion is measured at this width
@@ -56,3 +60,22 @@ class MotionGate:
             self._last_detect = t
             return True
         return False
+
+
+def near_a_line(
+    lines: Sequence[Sequence[tuple[float, float]]], tracks: Sequence[TrackState], reach: float = 0.12
+) -> bool:
+    """Whether a moving track is within ``reach`` (normalized) of a counting line: its next frames
+    decide a crossing, so the camera's frames go first at the shared detector."""
+    for tr in tracks:
+        if (tr.motion(1.0) or 0.0) <= 0.02:
+            continue
+        px, py = tr.anchor
+        for points in lines:
+            for (ax, ay), (bx, by) in itertools.pairwise(points):
+                dx, dy = bx - ax, by - ay
+                length2 = dx * dx + dy * dy
+                u = max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / length2)) if length2 else 0.0
+                if math.hypot(px - (ax + u * dx), py - (ay + u * dy)) <= reach:
+                    return True
+    return False

@@ -7,6 +7,10 @@ runs them through the model in one call and hands each camera its boxes. A camer
 (a dead stream) is simply never waiting; a camera that sends as fast as it can gets one slot per round
 like every other: nobody starves, and the scheduler never waits for a particular camera.
 
+Cameras with an object approaching a counting line are marked *urgent* (:meth:`set_urgent`) and go
+first, round-robin among themselves: that is where another frame changes a count. A frame that has
+waited ``max_wait_s`` becomes urgent too, so no camera waits longer than that because others are busy.
+
 The batch goes to the backend as one call: on CUDA that is one batched tensor; a static batch-1 CPU
 model (the OpenVINO INT8 default) runs it image by image, so batching there only saves the hand-over.
 """
@@ -65,10 +69,14 @@ class CameraQueueStats:
 class DetectScheduler(threading.Thread):
     """Serves detection requests of many cameras with one backend (see the module docstring)."""
 
-    def __init__(self, backend: Backend, max_batch: int = 4, name: str = "detect-scheduler") -> None:
+    def __init__(
+        self, backend: Backend, max_batch: int = 4, name: str = "detect-scheduler", max_wait_s: float = 0.5
+    ) -> None:
         super().__init__(name=name, daemon=True)
         self.backend = backend
         self.max_batch = max(1, max_batch)
+        self.max_wait_s = max_wait_s
+        self._urgent: set[str] = set()
         self._cond = threading.Condition()
         self._order: list[str] = []  # registration order: the round-robin ring
         self._pending: dict[str, _Request] = {}
@@ -83,6 +91,14 @@ class DetectScheduler(threading.Thread):
             if camera_id not in self.stats:
                 self._order.append(camera_id)
                 self.stats[camera_id] = CameraQueueStats()
+
+    def set_urgent(self, camera_id: str, urgent: bool) -> None:
+        """Mark a camera whose next frames matter more (an object is about to cross a line)."""
+        with self._cond:
+            if urgent:
+                self._urgent.add(camera_id)
+            else:
+                self._urgent.discard(camera_id)
 
     # -- camera side ----------------------------------------------------------------------------------
     def detect(
@@ -147,12 +163,17 @@ class DetectScheduler(threading.Thread):
                 return []
             batch: list[_Request] = []
             n = len(self._order)
+            now = time.monotonic()
+            ring = [(self._next + k) % n for k in range(n)]
+            waiting = [i for i in ring if self._order[i] in self._pending]
+
+            def later(i: int) -> bool:
+                req = self._pending[self._order[i]]
+                return req.camera_id not in self._urgent and now - req.submitted < self.max_wait_s
+
             first = -1
-            for k in range(n):
-                i = (self._next + k) % n
-                req = self._pending.get(self._order[i])
-                if req is None:
-                    continue
+            for i in sorted(waiting, key=later):  # stable: urgent first, each group in ring order
+                req = self._pending[self._order[i]]
                 if batch and req.settings != batch[0].settings:
                     continue  # another model setting: its own batch, next round
                 batch.append(req)

@@ -31,7 +31,7 @@ from edge.capture import LiveCapture, describe
 from edge.detect import Detector
 from edge.emit import Emitter
 from edge.metrics import MetricsServer
-from edge.motion import MotionGate
+from edge.motion import MotionGate, near_a_line
 from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline
 from edge.publisher import CameraPublisher
@@ -87,6 +87,7 @@ class CameraRunner(threading.Thread):
         self.ready = threading.Event()
         self.capture = LiveCapture(camera.id, camera.source, gate=self.ready)
         self.gate = MotionGate(camera.analysis.motion)
+        self._line_points = [list(line.points) for line in camera.lines]
         self._gate_size: tuple[int, int] | None = None
         self.pipeline = CameraPipeline(camera, site.site.bin_seconds, self.emitter, camera.detector.max_fps)
         now = datetime.now(UTC)
@@ -176,7 +177,10 @@ class CameraRunner(threading.Thread):
         if self._gate_size != (w, h):  # the motion region follows the detection region
             self._gate_size = (w, h)
             self.gate.roi = region_of_interest(self.camera, w, h) or lines_box(self.camera)
-        moving = any((tr.motion(1.0) or 0.0) > 0.02 for tr in self.pipeline.last_visible)
+        visible = self.pipeline.last_visible
+        moving = any((tr.motion(1.0) or 0.0) > 0.02 for tr in visible)
+        if self.scheduler is not None:
+            self.scheduler.set_urgent(self.camera.id, near_a_line(self._line_points, visible))
         return self.gate.should_detect(image, t, moving)
 
     def _heartbeat(self, now: datetime) -> None:

@@ -162,3 +162,33 @@ def test_a_newer_frame_replaces_a_waiting_one() -> None:
     assert first.done.is_set() and first.replaced and not second.done.is_set()
     assert [r.camera_id for r in sched.take_batch()] == ["c0"]
     sched.stop()
+
+
+def test_a_camera_with_an_object_near_a_line_goes_first() -> None:
+    sched = DetectScheduler(Backend(), max_batch=1)  # not started: the test takes the batches
+    for cam in range(3):
+        sched.submit(f"c{cam}", frame(cam), SETTINGS)
+    sched.set_urgent("c2", True)
+    assert [r.camera_id for r in sched.take_batch()] == ["c2"]
+    assert [r.camera_id for r in sched.take_batch()] == ["c0"]
+    sched.stop()
+
+
+def test_urgent_cameras_cannot_starve_the_others() -> None:
+    """Two greedy urgent cameras; a plain one still gets a frame through every ``max_wait_s``."""
+    sched = DetectScheduler(Backend(seconds=0.01), max_batch=1, max_wait_s=0.1)
+    sched.set_urgent("c1", True)
+    sched.set_urgent("c2", True)
+    sched.start()
+    stop = threading.Event()
+    served: Counter[int] = Counter()
+    threads = [threading.Thread(target=greedy, args=(sched, c, stop, served)) for c in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    stop.set()
+    sched.stop()
+    for t in threads:
+        t.join(5)
+    assert served[1] > served[0] and served[2] > served[0]
+    assert served[0] >= 4, served  # about one frame per 0.1 s of waiting, not zero
