@@ -1,9 +1,9 @@
 """Per-camera analysis budget in the site config: motion gating and the detection region.
 
-A camera configured with only its source and lines gets working defaults: motion gating on (an empty
-road is looked at by the detector about once a second, a moving scene at the full rate) and detection
-on the region around its lines and zones when that region is clearly smaller than the frame. Every
-choice can be overridden per camera under ``analysis:``.
+A camera configured with only its source and lines gets working defaults: motion gating on, measured
+in the region around its lines and zones (an empty road is looked at by the detector about once a
+second, a moving scene at the full rate). Detection on a cropped region is available but off by
+default. Every choice can be overridden per camera under ``analysis:``.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ class MotionSettings(_Strict):
 
 
 class RoiSettings(_Strict):
-    enabled: bool | None = Field(
-        default=None,
-        description="Detect on the region around the lines and zones instead of the whole frame. "
-        "Default (empty): when that enlarges objects at least min_zoom times.",
+    enabled: bool = Field(
+        default=False,
+        description="Detect on the region around the lines and zones (or on box) instead of the whole "
+        "frame. Off by default: measured, it lowered counting on a labelled clip (docs/edge.md).",
     )
     box: tuple[_Unit, _Unit, _Unit, _Unit] | None = Field(
         default=None,
@@ -57,13 +57,6 @@ class RoiSettings(_Strict):
     )
     margin: float = Field(
         default=0.12, ge=0, le=1, description="Margin around the lines and zones, as a fraction of the frame."
-    )
-    min_zoom: float = Field(
-        default=1.5,
-        ge=1,
-        le=10,
-        description="Automatic region only when it enlarges objects for the detector at least this much "
-        "(frame's longer side / region's longer side).",
     )
 
     @model_validator(mode="after")

@@ -29,18 +29,21 @@ cameras:
 @pytest.mark.parametrize(
     ("lines", "analysis", "expected"),
     [
-        ("[{id: L, points: [[0.0, 0.6], [1.0, 0.6]]}]", "", None),  # full width: nothing to gain
-        ("[{id: L, points: [[0.4, 0.5], [0.6, 0.5]]}]", "", (0.28, 0.26, 0.72, 0.62)),
-        ("[{id: L, points: [[0.4, 0.5], [0.6, 0.5]]}]", "\n    analysis: {roi: {enabled: false}}", None),
+        ("[{id: L, points: [[0.4, 0.5], [0.6, 0.5]]}]", "", None),  # off unless configured
+        (
+            "[{id: L, points: [[0.4, 0.5], [0.6, 0.5]]}]",
+            "\n    analysis: {roi: {enabled: true}}",
+            (0.28, 0.26, 0.72, 0.62),
+        ),
         (
             "[{id: L, points: [[0.0, 0.6], [1.0, 0.6]]}]",
-            "\n    analysis: {roi: {enabled: true}}",
-            (0, 0.36, 1, 0.72),
+            "\n    analysis: {roi: {enabled: true, margin: 0.1}}",
+            (0, 0.4, 1, 0.7),
         ),
-        ("[]", "\n    analysis: {roi: {box: [0.1, 0.2, 0.3, 0.4]}}", (0.1, 0.2, 0.3, 0.4)),
-        ("[]", "", None),
+        ("[]", "\n    analysis: {roi: {enabled: true, box: [0.1, 0.2, 0.3, 0.4]}}", (0.1, 0.2, 0.3, 0.4)),
+        ("[]", "\n    analysis: {roi: {enabled: true}}", None),
     ],
-    ids=["full-width-line", "short-line", "disabled", "forced", "explicit-box", "no-lines"],
+    ids=["default-off", "short-line", "full-width-line-margin", "explicit-box", "no-lines"],
 )
 def test_region_of_interest(lines: str, analysis: str, expected: tuple[float, ...] | None) -> None:
     roi = region_of_interest(camera(lines, analysis), 1920, 1080)
