@@ -106,15 +106,20 @@ class Counts:
         self.lock = threading.Lock()
         self.ready = threading.Event()
         self.last_message = time.monotonic()
+        self.kinds: dict[str, int] = {}
+        self.errors: list[str] = []
 
         def on_message(client: Any, userdata: Any, msg: Any) -> None:
             try:
-                topic = parse_topic(msg.topic)
+                topic = parse_topic(msg.topic, prefix)
                 m = parse_message(msg.payload, topic)
-            except Exception:
+            except Exception as exc:
+                if len(self.errors) < 5:
+                    self.errors.append(f"{msg.topic}: {exc}"[:300])
                 return
             with self.lock:
                 self.last_message = time.monotonic()
+                self.kinds[m.kind] = self.kinds.get(m.kind, 0) + 1
                 if isinstance(m, CountsMessage):
                     cam = self.counted.setdefault(m.camera_id, {})
                     for c in m.lines:
@@ -253,6 +258,8 @@ def run(n: int, args: argparse.Namespace, labelled: list[Any], extras: list[Path
         "all_labelled_ge_095": bool(accs) and min(accs) >= 0.95,
         "min_accuracy": min(accs) if accs else None,
         "clips": clips,
+        "messages": counts.kinds,
+        "unreadable": counts.errors,
         "log": str(tmp / "edge.log"),
     }
 
