@@ -29,7 +29,7 @@ def model_key(settings: DetectorSettings) -> tuple[str, str]:
 
 
 class SharedDetectors:
-    def __init__(self, max_batch: int = 4, factory: DetectorFactory | None = None) -> None:
+    def __init__(self, max_batch: int = 0, factory: DetectorFactory | None = None) -> None:
         self.max_batch = max_batch
         self.factory = factory
         self._models: dict[tuple[str, str], SharedModel | EdgeError] = {}
@@ -65,7 +65,8 @@ class SharedDetectors:
         key = model_key(camera.detector)
         scheduler = self._schedulers.get(key)
         if scheduler is None:
-            scheduler = DetectScheduler(model.predict, self.max_batch, name=f"detect-{len(self._schedulers)}")
+            batch = self.max_batch or (8 if camera.detector.device.startswith("cuda") else 1)
+            scheduler = DetectScheduler(model.predict, batch, name=f"detect-{len(self._schedulers)}")
             self._schedulers[key] = scheduler
         scheduler.register(camera.id)
         detect: Callable[[Any], Any] = partial(
