@@ -13,6 +13,7 @@ import pytest
 
 from citywatch.site import parse_site
 from edge.detections import Detections
+from edge.metrics import render_metrics
 from edge.outbox import Outbox
 from edge.settings import EdgeSettings
 from edge.worker import EXIT_STUCK, CameraRunner, run_worker
@@ -82,6 +83,7 @@ def _run_camera(
     stop.set()
     runner.join(10)
     runner.publisher.stop(drain_s=0.5)
+    runner.metrics_text = render_metrics([runner], outbox, "e")  # type: ignore[attr-defined]
     outbox.close()
     return runner
 
@@ -101,6 +103,10 @@ def test_motion_gating_skips_a_static_scene_and_still_counts_the_car(tmp_path: P
     assert runner.stats.skipped_motion > 60  # the empty road was not detected frame after frame
     assert det.calls == runner.stats.detected < runner.stats.frames / 2
     assert runner.pipeline.crossings_total == 1
+    text = runner.metrics_text  # type: ignore[attr-defined]
+    labels = '{edge="e",camera="cam"}'
+    assert f"citywatch_edge_frames_skipped_motion_total{labels} {runner.stats.skipped_motion}" in text
+    assert f"citywatch_edge_frames_detected_total{labels} {runner.stats.detected}" in text
 
 
 def test_without_motion_gating_every_frame_is_detected(tmp_path: Path, unique: str) -> None:
