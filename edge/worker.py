@@ -110,7 +110,11 @@ class CameraRunner(threading.Thread):
         self.capture.start()
         if self.detector is None:
             self.stats.error = self.stats.error or "no detector"
-            log.error("camera %s: %s; this camera is down, the others run", self.camera.id, self.stats.error)
+            log.error(
+                "camera %s: %s; this camera is down, the others keep running",
+                self.camera.id,
+                self.stats.error,
+            )
             self._publish_state(StreamState.OFFLINE, self.stats.error)
             self.capture.stop()
             return
