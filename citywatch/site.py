@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from citywatch.alerting import AlertingSection
 from citywatch.geometry import polygon_area, polygon_self_intersection
 from citywatch.site_opendata import OpenDataSection
+from citywatch.site_detector import AnalysisSettings
 from contract.messages import Severity
 from contract.topics import ID_PATTERN
 
@@ -275,6 +276,10 @@ class Camera(_Strict):
     group: Id = Field(default="default", description="Camera group (edge worker, alert scoping).")
     source: Source
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    analysis: AnalysisSettings = Field(
+        default_factory=AnalysisSettings,
+        description="Motion gating and detection region (defaults: chosen automatically).",
+    )
     lines: list[CountingLine] = Field(default_factory=list)
     zones: list[Zone] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)

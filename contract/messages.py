@@ -270,6 +270,16 @@ class HeartbeatMessage(Envelope):
     reconnects: int = Field(ge=0, description="Stream reconnects since start.")
     health: list[HealthFlag] = Field(default_factory=list)
     version: str = Field(default="", max_length=32, description="Edge software version.")
+    frames_analysed: int | None = Field(
+        default=None, ge=0, description="Frames analysed since start (detected or judged static)."
+    )
+    frames_detected: int | None = Field(default=None, ge=0, description="Frames run through the detector.")
+    frames_skipped_motion: int | None = Field(
+        default=None, ge=0, description="Frames not detected because the motion gate saw nothing move."
+    )
+    queue_ms: float | None = Field(
+        default=None, ge=0, description="Mean wait of this camera's frames for the shared detector."
+    )
 
 
 Message = Annotated[

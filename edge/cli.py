@@ -31,14 +31,23 @@ def _load(site: str) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import logging  # noqa: PLC0415
+
     from edge.settings import EdgeSettings  # noqa: PLC0415
-    from edge.worker import run_worker  # noqa: PLC0415
+    from edge.worker import EXIT_STUCK, run_worker  # noqa: PLC0415
 
     site = _load(args.site)
     settings = EdgeSettings.from_env(
         edge_id=args.edge_id, outbox=args.outbox, metrics_port=args.metrics_port, model=args.model
     )
-    return run_worker(site, settings, args.camera or None, duration=args.duration)
+    code = run_worker(site, settings, args.camera or None, duration=args.duration)
+    if code == EXIT_STUCK:
+        # A camera thread is stuck in native code: do not let interpreter shutdown wait on it.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

@@ -1,21 +1,32 @@
 """Detection and tracking behind a small protocol; Ultralytics YOLO is the production backend.
 
-Each camera owns its own :class:`UltralyticsTracker` (model + ByteTrack/BoT-SORT state), so track ids
-are per camera and a slow camera never disturbs another one's tracker.
+One :class:`SharedModel` per worker holds the only copy of the weights; every camera owns its own
+:class:`TrackingDetector` (its ByteTrack/BoT-SORT state), so track ids are per camera and a slow camera
+never disturbs another one's tracker. Ultralytics is imported and each model loaded and warmed up once,
+under one lock: concurrent first use of Ultralytics (its import-time set-up, OpenVINO's
+``create_infer_request``) deadlocked a worker whose cameras started together.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from citywatch.site import DetectorSettings
-from edge.detections import Detections
+from edge.detections import BoxArray, Detections
 from edge.errors import ModelError
+from edge.roi import NormBox, crop, shift
+
+#: The detection region for a frame size (None: the whole frame).
+RoiFn = Callable[[int, int], "NormBox | None"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +46,32 @@ class Detector(Protocol):
     def track(self, image: np.ndarray[Any, Any]) -> Detections: ...
 
     def reset(self) -> None: ...
+
+
+#: Serialises Ultralytics' import, model loading and warm-up (see the module docstring).
+_ULTRALYTICS_LOCK = threading.RLock()
+
+
+def import_ultralytics() -> Any:
+    """Import Ultralytics once, with its first-run banner and log handler on stderr, never stdout.
+
+    Ultralytics prints "Creating new Ultralytics Settings ..." on the first run on a machine and
+    attaches its log handler to whatever ``sys.stdout`` is at import time; ``--json`` outputs must
+    stay pure JSON, so stdout is pointed at stderr for the import. Also imports the tracker modules
+    here, on one thread, so camera threads never race on Python's import lock.
+    """
+    offline_defaults()
+    with _ULTRALYTICS_LOCK:
+        if "ultralytics" not in sys.modules:
+            with contextlib.redirect_stdout(sys.stderr):
+                import ultralytics  # noqa: PLC0415
+                import ultralytics.trackers.bot_sort  # noqa: PLC0415
+                import ultralytics.trackers.byte_tracker  # noqa: PLC0415
+                import ultralytics.trackers.utils.matching  # noqa: F401, PLC0415
+                from ultralytics.engine.results import Boxes  # noqa: F401, PLC0415
+        # Ultralytics resets its logger to INFO at import; keep its chatter at warnings and above.
+        logging.getLogger("ultralytics").setLevel(max(logging.WARNING, logging.getLogger().level))
+        return sys.modules["ultralytics"]
 
 
 def check_model_reference(model: str) -> None:
@@ -65,6 +102,7 @@ def make_tracker(kind: str) -> Any:
     the object is never reported. Taking the better of IoU and centre proximity (scaled by the box
     size) keeps such tracks; Kalman prediction still does the work once a track has a velocity.
     """
+    import_ultralytics()
     from ultralytics.trackers.bot_sort import BOTSORT  # noqa: PLC0415
     from ultralytics.trackers.byte_tracker import BYTETracker  # noqa: PLC0415
     from ultralytics.trackers.utils import matching  # noqa: PLC0415
@@ -88,42 +126,113 @@ def make_tracker(kind: str) -> Any:
     return ProximityByteTracker(args=cfg)
 
 
-class UltralyticsTracker:
-    """YOLO detection (Ultralytics) + ByteTrack/BoT-SORT, one tracker per camera."""
+class SharedModel:
+    """The one copy of a YOLO model in a worker; detection only (no tracker state).
+
+    Loading and the first inference (Ultralytics' warm-up, OpenVINO's infer request) happen in
+    ``__init__`` under the module lock; afterwards :meth:`predict` may be called from any thread
+    (calls are serialised: one model object is not safe to run concurrently).
+    """
 
     def __init__(self, settings: DetectorSettings) -> None:
-        offline_defaults()
         check_model_reference(settings.model)
-        from ultralytics import YOLO  # noqa: PLC0415  (heavy; only where a detector is built)
+        ultralytics = import_ultralytics()
+        self.settings = settings
+        self._lock = threading.Lock()
+        with _ULTRALYTICS_LOCK:
+            try:
+                self._model = ultralytics.YOLO(settings.model, task="detect")
+            except Exception as exc:  # Ultralytics raises many types for unreadable weights
+                raise ModelError(f"cannot load model {settings.model!r}: {exc}") from exc
+            self.class_names: dict[int, str] = dict(self._model.names)
+            # Warm-up: the first inference sets up the runtime (OpenVINO's infer request) here, once.
+            self.predict([np.zeros((settings.imgsz, settings.imgsz, 3), np.uint8)], settings)
 
-        # Ultralytics resets its logger to INFO on stdout at import; keep stdout for our own output.
-        logging.getLogger("ultralytics").setLevel(max(logging.WARNING, logging.getLogger().level))
-
-        try:
-            self._model = YOLO(settings.model, task="detect")
-        except Exception as exc:  # Ultralytics raises many types for unreadable weights
-            raise ModelError(f"cannot load model {settings.model!r}: {exc}") from exc
-        names: dict[int, str] = dict(self._model.names)
-        self.class_names = names
-        wanted = set(settings.classes)
-        unknown = wanted - set(names.values())
+    def class_ids(self, classes: Sequence[str]) -> list[int]:
+        wanted = set(classes)
+        unknown = wanted - set(self.class_names.values())
         if unknown:
-            raise ModelError(f"classes {sorted(unknown)} are not in model {settings.model!r}")
-        self._classes = sorted(i for i, n in names.items() if n in wanted)
-        self._settings = settings
-        self._tracker = make_tracker(settings.tracker)
+            raise ModelError(f"classes {sorted(unknown)} are not in model {self.settings.model!r}")
+        return sorted(i for i, n in self.class_names.items() if n in wanted)
+
+    def predict(self, images: Sequence[np.ndarray[Any, Any]], settings: DetectorSettings) -> list[BoxArray]:
+        """Raw boxes per image, in one batched call (the backend splits it if it must)."""
+        if not images:
+            return []
+        # CUDA: half precision (Ultralytics' ``quantize=16``); CPU runtimes keep their own precision.
+        precision = {"quantize": 16} if settings.device.startswith("cuda") else {}
+        with self._lock:
+            results = self._model.predict(
+                list(images),
+                imgsz=settings.imgsz,
+                conf=settings.conf,
+                iou=settings.iou,
+                classes=sorted(i for i, n in self.class_names.items() if n in set(settings.classes)),
+                device=settings.device,
+                verbose=False,
+                **precision,
+            )
+        return [r.boxes.data.cpu().numpy().astype(np.float64).reshape(-1, 6) for r in results]
+
+
+#: A function from one image to its raw boxes (the shared model directly, or through the scheduler).
+DetectFn = Callable[[np.ndarray[Any, Any]], BoxArray]
+
+
+def to_detections(boxes: BoxArray, class_names: dict[int, str]) -> Detections:
+    """Untracked detections (tracker id -1) from raw boxes."""
+    n = len(boxes)
+    if n == 0:
+        return Detections.empty(class_names)
+    return Detections(
+        xyxy=boxes[:, :4].astype(np.float64),
+        confidence=boxes[:, 4].astype(np.float64),
+        class_id=boxes[:, 5].astype(np.int64),
+        tracker_id=np.full(n, -1, np.int64),
+        class_names=class_names,
+    )
+
+
+class TrackingDetector:
+    """One camera's detector: raw boxes from a (shared) detect function + this camera's own tracker."""
+
+    def __init__(
+        self,
+        detect: DetectFn,
+        class_names: dict[int, str],
+        tracker: str = "bytetrack",
+        roi: RoiFn | None = None,
+    ) -> None:
+        self.detect = detect
+        self.class_names = class_names
+        self.roi_for = roi
+        self._roi: tuple[tuple[int, int], NormBox | None] | None = None
+        self._tracker_kind = tracker
+        self._tracker = make_tracker(tracker)
 
     def track(self, image: np.ndarray[Any, Any]) -> Detections:
-        return self.update_tracks(self.detect_raw(image), image)
+        return self.update_tracks(self.detect_region(image), image)
 
-    def detect_raw(self, image: np.ndarray[Any, Any]) -> Any:
-        """The model's raw result for one frame (the detection stage alone)."""
-        return self._predict(image)
+    def detect_region(self, image: np.ndarray[Any, Any]) -> BoxArray:
+        """Raw boxes of the frame, detected on the region of interest when there is one."""
+        roi = self.region(image.shape[1], image.shape[0])
+        if roi is None:
+            return self.detect(image)
+        part, offset = crop(image, roi)
+        return shift(self.detect(part), offset)
 
-    def update_tracks(self, result: Any, image: np.ndarray[Any, Any]) -> Detections:
-        """Feed one frame's raw detections to this camera's tracker (the tracking stage alone)."""
-        boxes = result.boxes.cpu().numpy()
-        tracks = self._tracker.update(boxes, image)
+    def region(self, width: int, height: int) -> NormBox | None:
+        if self.roi_for is None:
+            return None
+        if self._roi is None or self._roi[0] != (width, height):
+            self._roi = ((width, height), self.roi_for(width, height))
+        return self._roi[1]
+
+    def update_tracks(self, boxes: BoxArray, image: np.ndarray[Any, Any]) -> Detections:
+        """Feed one frame's raw boxes (pixels of ``image``) to this camera's tracker."""
+        from ultralytics.engine.results import Boxes  # noqa: PLC0415  (imported by make_tracker)
+
+        tracks = self._tracker.update(Boxes(boxes.astype(np.float32), image.shape[:2]), image)
         if len(tracks) == 0:
             return Detections.empty(self.class_names)
         # rows: x1, y1, x2, y2, track id, score, class, detection index
@@ -135,35 +244,26 @@ class UltralyticsTracker:
             class_names=self.class_names,
         )
 
-    def _predict(self, image: np.ndarray[Any, Any]) -> Any:
-        return self._model.predict(
-            image,
-            imgsz=self._settings.imgsz,
-            conf=self._settings.conf,
-            iou=self._settings.iou,
-            classes=self._classes,
-            device=self._settings.device,
-            verbose=False,
-        )[0]
+    def reset(self) -> None:
+        """Forget tracks (after a stream reconnect or a file loop)."""
+        self._tracker = make_tracker(self._tracker_kind)
+
+
+class UltralyticsTracker(TrackingDetector):
+    """A model of its own plus a tracker: one camera alone (replay, eval, benchmarks)."""
+
+    def __init__(
+        self, settings: DetectorSettings, model: SharedModel | None = None, roi: RoiFn | None = None
+    ) -> None:
+        self.model = model or SharedModel(settings)
+        self.model.class_ids(settings.classes)  # unknown classes fail here, clearly
+        self._settings = settings
+        super().__init__(self.detect_raw, self.model.class_names, settings.tracker, roi)
+
+    def detect_raw(self, image: np.ndarray[Any, Any]) -> BoxArray:
+        """The model's raw boxes for one frame (the detection stage alone)."""
+        return self.model.predict([image], self._settings)[0]
 
     def predict(self, image: np.ndarray[Any, Any]) -> Detections:
         """Detection only (no tracker), for benchmarks."""
-        return self._to_detections(self._predict(image))
-
-    def reset(self) -> None:
-        """Forget tracks (after a stream reconnect or a file loop)."""
-        self._tracker = make_tracker(self._settings.tracker)
-
-    def _to_detections(self, result: Any) -> Detections:
-        boxes = result.boxes
-        if boxes is None or len(boxes) == 0:
-            return Detections.empty(self.class_names)
-        ids = boxes.id
-        n = len(boxes)
-        return Detections(
-            xyxy=boxes.xyxy.cpu().numpy().astype(np.float64),
-            confidence=boxes.conf.cpu().numpy().astype(np.float64),
-            class_id=boxes.cls.cpu().numpy().astype(np.int64),
-            tracker_id=(ids.cpu().numpy().astype(np.int64) if ids is not None else np.full(n, -1, np.int64)),
-            class_names=self.class_names,
-        )
+        return to_detections(self.detect_raw(image), self.class_names)

@@ -9,6 +9,8 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+#: Raw detections of one image: rows of x1, y1, x2, y2, confidence, class id (pixels of that image).
+BoxArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,26 @@ def render_metrics(runners: Sequence[CameraRunner], outbox: Outbox, edge_id: str
     metric(
         "frames_analysed_total",
         "counter",
-        "Frames run through detection and analytics.",
+        "Frames analysed: run through detection and analytics, or judged static by the motion gate.",
         [(lab, r.stats.frames) for lab, r in cams],
+    )
+    metric(
+        "frames_detected_total",
+        "counter",
+        "Analysed frames that went through the detector.",
+        [(lab, r.stats.detected) for lab, r in cams],
+    )
+    metric(
+        "frames_skipped_motion_total",
+        "counter",
+        "Analysed frames not detected because the motion gate saw nothing move.",
+        [(lab, r.stats.skipped_motion) for lab, r in cams],
+    )
+    metric(
+        "detect_queue_ms",
+        "gauge",
+        "Mean time a frame of this camera waited for the shared detector (ms, since start).",
+        [(lab, round(r.queue_ms, 2)) for lab, r in cams],
     )
     metric(
         "frames_dropped_total",

@@ -126,6 +126,19 @@ class CameraPipeline:
             self._incident(change, image, visible)
         return crossings
 
+    def skip(self, image: np.ndarray[Any, Any], captured_at: datetime) -> bool:
+        """A frame the motion gate judged static: it counts as analysed, the tracks stay as they were.
+
+        Returns False (nothing done) for a frame that closes a count bin: that one must be processed,
+        so the crossings settled with the bin reach the incident rules.
+        """
+        b = self._bin
+        if b is None or captured_at.timestamp() >= b.end:
+            return False
+        b.frames += 1
+        self.last_frame = image
+        return True
+
     def _tally(self, current: _Bin, crossings: list[Crossing]) -> None:
         for c in crossings:
             current.tally.add(c)

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from edge.capture import iter_file_frames, probe_fps
 from edge.detect import Detector, UltralyticsTracker
 from edge.emit import Emitter, MemorySink
 from edge.pipeline import CameraPipeline
+from edge.roi import region_of_interest
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def replay(
     start = start or datetime.now(UTC)
     fps = probe_fps(FileSource(path=video))
     step = stride or stride_for(fps, camera.detector.max_fps)
-    det = detector or UltralyticsTracker(camera.detector)
+    det = detector or UltralyticsTracker(camera.detector, roi=partial(region_of_interest, camera))
     sink = MemorySink()
     emitter = Emitter(site.site.id, edge_id, camera.id, site.mqtt_prefix, sink)
     pipe = CameraPipeline(camera, site.site.bin_seconds, emitter, target_fps=fps / step)

@@ -56,6 +56,13 @@ class EdgeSettings:
     #: "server": a message leaves the outbox when the server confirms it (end to end, the default);
     #: "broker": on the broker's PUBACK (no citywatch server behind the broker).
     confirm: bool = True
+    #: Frames of different cameras the shared detector runs in one call; 0: automatic (8 on CUDA, 1 on
+    #: CPU, where a static batch-1 model runs a batch image by image: no gain, and every camera in the
+    #: batch waits for the whole batch).
+    max_batch: int = 0
+    #: After a stop request, cameras that have not stopped within this many seconds are abandoned and
+    #: the worker exits with an error naming them.
+    shutdown_deadline_s: float = 15.0
 
     @classmethod
     def from_env(
@@ -83,6 +90,8 @@ class EdgeSettings:
                 else int(e.get("CITYWATCH_METRICS_PORT", "9108")),
                 model_override=model or e.get("CITYWATCH_MODEL_OVERRIDE"),
                 confirm=_delivery(e.get("CITYWATCH_DELIVERY", "server")),
+                max_batch=_batch(e.get("CITYWATCH_MAX_BATCH", "auto")),
+                shutdown_deadline_s=float(e.get("CITYWATCH_SHUTDOWN_DEADLINE_S", "15")),
             )
         except ValueError as exc:
             raise SettingsError(str(exc)) from exc
@@ -92,6 +101,15 @@ def _delivery(value: str) -> bool:
     if value not in {"server", "broker"}:
         raise ValueError(f"CITYWATCH_DELIVERY must be 'server' or 'broker', not {value!r}")
     return value == "server"
+
+
+def _batch(value: str) -> int:
+    if value == "auto":
+        return 0
+    n = int(value)
+    if n < 1:
+        raise ValueError(f"CITYWATCH_MAX_BATCH must be 'auto' or at least 1, not {value!r}")
+    return n
 
 
 def _safe_id(name: str) -> str:

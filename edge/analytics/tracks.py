@@ -1,8 +1,11 @@
 """Track history per camera: anchors over time, class by vote, riders, and id-switch stitching.
 
-ByteTrack sometimes gives an object a new id mid-crossing (occlusion, a missed frame). A new id that
-appears close to where a recently lost track was last seen, with a compatible class, continues that
-track: line and zone state stay with the object, so it is counted once.
+ByteTrack sometimes gives an object a new id mid-crossing (occlusion, a missed frame, or a few frames
+not detected at all while the detector is shared by many cameras). A new id that appears close to where
+a recently lost track is predicted to be by now, with a compatible class, continues that track: line
+and zone state stay with the object, so it is counted once. The prediction coasts the lost track at its
+recent velocity (the constant-velocity model of a Kalman tracker, fitted over its last second of
+positions), so an object that crossed a line while undetected is still one object on both sides.
 """
 
 from __future__ import annotations
@@ -77,6 +80,28 @@ class TrackState:
     def age(self) -> float:
         return self.last_seen - self.first_seen
 
+    def velocity(self, window: float = 1.0) -> tuple[float, float] | None:
+        """Least-squares velocity (normalized units per second) over the last ``window`` seconds."""
+        t_end = self.anchors[-1][0] if self.anchors else 0.0
+        recent = [a for a in self.anchors if t_end - a[0] <= window]
+        if len(recent) < 2 or recent[-1][0] - recent[0][0] < 0.05:
+            return None
+        arr = np.array(recent, dtype=np.float64)
+        dt = arr[:, 0] - arr[:, 0].mean()
+        denom = float((dt * dt).sum())
+        return float((dt * (arr[:, 1] - arr[:, 1].mean())).sum() / denom), float(
+            (dt * (arr[:, 2] - arr[:, 2].mean())).sum() / denom
+        )
+
+    def predicted_anchor(self, t: float, horizon: float) -> tuple[float, float]:
+        """Where the object should be at ``t``, coasting at its recent velocity for at most ``horizon`` s."""
+        x, y = self.anchor
+        v = self.velocity()
+        if v is None:
+            return x, y
+        dt = min(max(t - self.last_seen, 0.0), horizon)
+        return x + v[0] * dt, y + v[1] * dt
+
     def motion(self, window: float = 2.0) -> float | None:
         """Displacement per second (normalized units) over the last ``window`` seconds, if known."""
         if len(self.anchors) < 2:
@@ -121,9 +146,15 @@ class TrackStore:
     """Canonical tracks of one camera, updated once per analysed frame."""
 
     def __init__(
-        self, stitch_seconds: float = 1.0, stitch_distance: float = 0.06, expire_seconds: float = 5.0
+        self,
+        stitch_seconds: float = 1.0,
+        stitch_distance: float = 0.06,
+        expire_seconds: float = 5.0,
+        coast_seconds: float = 2.0,
     ):
         self.stitch_seconds = stitch_seconds
+        #: A lost track that was moving is coasted (and can be continued) for this long.
+        self.coast_seconds = coast_seconds
         self.stitch_distance = stitch_distance
         self.expire_seconds = expire_seconds
         self.tracks: dict[int, TrackState] = {}
@@ -183,15 +214,20 @@ class TrackStore:
         return gone
 
     def _stitch(self, cls: str, x: float, y: float, t: float, seen_now: set[int]) -> int | None:
-        best, best_d = None, self.stitch_distance
+        best, best_d = None, math.inf
         for state in self.tracks.values():
             if state.track_id in seen_now or state.last_seen >= t:
                 continue
-            if t - state.last_seen > self.stitch_seconds or _group(state) != _group(cls):
+            gap = t - state.last_seen
+            moving = state.velocity() is not None
+            if gap > (self.coast_seconds if moving else self.stitch_seconds) or _group(state) != _group(cls):
                 continue
+            px, py = state.predicted_anchor(t, self.coast_seconds)
             lx, ly = state.anchor
-            d = math.hypot(lx - x, ly - y)
-            if d < best_d:
+            # The prediction is less sure the further it coasted: allow a quarter of the coasted distance.
+            reach = self.stitch_distance + 0.25 * math.hypot(px - lx, py - ly)
+            d = math.hypot(px - x, py - y)
+            if d < reach and d < best_d:
                 best, best_d = state.track_id, d
         if best is not None:
             self.stitched += 1

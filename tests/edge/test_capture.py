@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -70,3 +71,21 @@ def test_a_looping_file_is_not_a_reconnect(tmp_path: Path) -> None:
     finally:
         cap.stop()
     assert min(seen) == 0 and max(seen) == 0
+
+
+def test_a_file_is_read_from_its_first_frame_only_once_its_camera_is_ready(tmp_path: Path) -> None:
+    from tests.edge.synthetic import car_frame, write_clip
+
+    clip = write_clip(tmp_path / "clip.avi", [car_frame(None)] * 30)
+    ready = threading.Event()
+    cap = LiveCapture("c", FileSource(path=str(clip)), gate=ready)
+    cap.start()
+    try:
+        time.sleep(0.6)  # the model would be loading now: the footage must not run past unseen
+        assert cap.frames_read == 0
+        assert cap.latest(timeout=0.1) is None
+        ready.set()
+        first = cap.latest(timeout=5)
+        assert first is not None and first.index == 0
+    finally:
+        cap.stop()

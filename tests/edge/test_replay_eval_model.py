@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from tests.conftest import LABELS, MODEL_PATH, ROOT, VIDEOS, need_shared
 pytestmark = pytest.mark.model
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "citywatch.cli", "--log-level", "WARNING", *args],
         capture_output=True,
@@ -27,6 +28,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         timeout=600,
         check=False,
+        env=env,
     )
 
 
@@ -70,12 +72,17 @@ def test_replay_raises_the_hard_shoulder_intrusion_once_with_a_snapshot(tmp_path
     assert [m.seq for m in messages] == list(range(1, len(messages) + 1))
 
 
-def test_eval_json_scores_a_labelled_clip() -> None:
+def test_eval_json_scores_a_labelled_clip(tmp_path: Path) -> None:
     labels = need_shared(LABELS / "nl-motorway-overpass.json")
     video = need_shared(VIDEOS / "nl-motorway-overpass.mp4")
     model = need_shared(MODEL_PATH)
-    done = _cli("eval", "--labels", str(labels), "--video", str(video), "--model", str(model), "--json")
+    # A fresh Ultralytics config folder: its first-run banner must not reach stdout.
+    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "fresh-ultralytics"))
+    done = _cli(
+        "eval", "--labels", str(labels), "--video", str(video), "--model", str(model), "--json", env=env
+    )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Ultralytics Settings" in done.stderr  # the banner was printed, on stderr
     report = json.loads(done.stdout)  # stdout holds the JSON object and nothing else
     assert {"overall_accuracy", "cells"} <= set(report)
     cell = next(
