@@ -71,6 +71,11 @@ class IncidentType(StrEnum):
     LOITERING = "loitering"
     CROWDING = "crowding"
     TAMPERING = "tampering"
+    # Road-safety incidents (added within v1; critical by default in the site config).
+    COLLISION = "collision"
+    VEHICLE_FALLEN = "vehicle_fallen"
+    PERSON_DOWN = "person_down"
+    ROAD_BLOCKED = "road_blocked"
 
 
 class Severity(StrEnum):

@@ -31,6 +31,7 @@ from edge.analytics.episodes import Transition
 from edge.analytics.incidents import FrameState, IncidentChange, RuleEngine
 from edge.analytics.junctions import JunctionMovements
 from edge.analytics.lines import Crossing, LineCounter, LineTally
+from edge.analytics.safety import SafetyEngine, split_rules
 from edge.analytics.speed import GroundPlane
 from edge.analytics.tampering import FrameHealth, TamperCheck
 from edge.analytics.tracks import TrackState, TrackStore
@@ -74,7 +75,10 @@ class CameraPipeline:
         self.lines = [LineCounter(line) for line in camera.lines]
         self.zones = {z.id: ZoneMonitor(z) for z in camera.zones}
         self.junctions = JunctionMovements(list(camera.junctions))
-        self.rules = RuleEngine(list(camera.rules))
+        classic, safety = split_rules(camera)
+        self.rules = RuleEngine(classic)
+        # Road-safety rules (collision, fallen, person down, blocked): edge/analytics/safety.py.
+        self.safety = SafetyEngine(camera, safety)
         tamper_rule = next((r for r in camera.rules if isinstance(r, TamperingRule)), None)
         self.tamper = TamperCheck(tamper_rule) if tamper_rule else None
         self.ground = GroundPlane(camera.calibration) if camera.calibration else None
@@ -114,9 +118,9 @@ class CameraPipeline:
             # Tampering lasts seconds: two looks a second are enough and keep the per-frame cost low.
             self._tamper_at = t
             health = self.tamper.observe(image, t)
-        changes = self.rules.step(
-            FrameState(t, visible, inside, self.zones, flushed + crossings, health, known)
-        )
+        fs = FrameState(t, visible, inside, self.zones, flushed + crossings, health, known)
+        changes = self.rules.step(fs)
+        changes += self.safety.step(fs, w, h)
         self.health = {HealthFlag(c) for c in self.rules.active_conditions()}
         current.health |= self.health
         current.frames += 1
@@ -148,7 +152,7 @@ class CameraPipeline:
     def close(self, now: datetime) -> None:
         """Flush the partial bin and end open incidents (the worker stops)."""
         t = now.timestamp()
-        for change in self.rules.close_all(t):
+        for change in [*self.rules.close_all(t), *self.safety.close_all(t)]:
             self._incident(change, None, [])
         if self._bin is not None:
             pending: list[Crossing] = []
