@@ -8,7 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from citywatch.site import Camera, CollisionRule, FileSource, LatLon, Zone
+from citywatch.site import Camera, FileSource, LatLon, Zone
+from citywatch.site_safety import CollisionRule
 from contract import IncidentEvent, IncidentMessage, IncidentType
 from edge.detections import Detections
 from edge.emit import Emitter, MemorySink
