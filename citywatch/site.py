@@ -23,6 +23,7 @@ from citywatch.geometry import polygon_area, polygon_self_intersection
 from citywatch.site_safety import (
     SAFETY_TYPES,
     CollisionRule,
+    EvidenceSettings,
     PersonDownRule,
     RoadBlockedRule,
     VehicleFallenRule,
@@ -295,6 +296,9 @@ class Camera(_Strict):
         default_factory=list, description="Junctions whose turning movements (entry -> exit) are counted."
     )
     calibration: Calibration | None = None
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings, description="Video clips of critical incidents."
+    )
     road_safety: bool = Field(
         default=True,
         description="Run the road-safety rules (collision, vehicle_fallen, person_down, road_blocked) "

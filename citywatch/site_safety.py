@@ -158,3 +158,24 @@ def default_safety_rules() -> list[SafetyRule]:
         PersonDownRule(id="person-down"),
         RoadBlockedRule(id="road-blocked"),
     ]
+
+
+class EvidenceSettings(BaseModel):
+    """Video evidence: each camera keeps a short ring of recent frames; on the start of a critical
+    incident it writes a clip of the seconds before and after with the involved boxes drawn."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Record clips of critical incidents.")
+    before_s: float = Field(default=5.0, ge=0, le=30, description="Seconds before the incident start.")
+    after_s: float = Field(default=10.0, ge=0, le=60, description="Seconds after the incident start.")
+    fps: float = Field(default=8.0, gt=0, le=30, description="Frame rate of the clip (and of the ring).")
+    max_width: int = Field(default=640, ge=64, le=1920, description="Frames are scaled down to this.")
+    max_bytes: int = Field(
+        default=1_400_000,
+        ge=10_000,
+        le=1_500_000,
+        description="Size cap of one clip; a larger one is re-encoded smaller, then dropped. Base64 of "
+        "the cap must fit the 2 MiB payload limit.",
+    )
+    min_severity: Severity = Field(default=Severity.CRITICAL, description="Lowest severity with a clip.")

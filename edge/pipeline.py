@@ -24,6 +24,7 @@ from contract.messages import (
     IncidentMessage,
     Movement,
     Point,
+    Severity,
     SpeedStat,
     ZoneOccupancy,
 )
@@ -38,6 +39,7 @@ from edge.analytics.tracks import TrackState, TrackStore
 from edge.analytics.zones import ZoneMonitor
 from edge.detections import Detections
 from edge.emit import Emitter
+from edge.evidence import EvidenceRecorder
 from edge.snapshot import annotate, snapshot
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ _EVENTS = {
     Transition.UPDATE: IncidentEvent.UPDATE,
     Transition.END: IncidentEvent.END,
 }
+
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 def _ts(t: float) -> datetime:
@@ -79,6 +84,8 @@ class CameraPipeline:
         self.rules = RuleEngine(classic)
         # Road-safety rules (collision, fallen, person down, blocked): edge/analytics/safety.py.
         self.safety = SafetyEngine(camera, safety)
+        # Video clips of critical incidents: edge/evidence.py.
+        self.evidence = EvidenceRecorder(camera.evidence, emitter)
         tamper_rule = next((r for r in camera.rules if isinstance(r, TamperingRule)), None)
         self.tamper = TamperCheck(tamper_rule) if tamper_rule else None
         self.ground = GroundPlane(camera.calibration) if camera.calibration else None
@@ -126,6 +133,7 @@ class CameraPipeline:
         current.frames += 1
         self.last_frame = image
         self.last_visible = visible
+        self.evidence.frame(t, image, visible)
         for change in changes:
             self._incident(change, image, visible)
         return crossings
@@ -154,6 +162,7 @@ class CameraPipeline:
         t = now.timestamp()
         for change in [*self.rules.close_all(t), *self.safety.close_all(t)]:
             self._incident(change, None, [])
+        self.evidence.close()
         if self._bin is not None:
             pending: list[Crossing] = []
             for counter in self.lines:
@@ -275,6 +284,8 @@ class CameraPipeline:
             when = _ts(ep.ended_at)
         elif change.transition is Transition.START:
             self.incidents_started += 1
+            if _RANK[rule.severity] >= _RANK[self.camera.evidence.min_severity]:
+                self.evidence.start(ep.incident_id, set(ep.track_ids), ep.started_at)
             if image is not None:
                 fields["snapshot"] = snapshot(annotate(image, self.camera, visible, set(ep.track_ids)))
             log.info(
