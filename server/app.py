@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from citywatch.site import SiteConfig
 from server.alerting.engine import AlertEngine
-from server.api import auth, history, incidents, live, ops
+from server.api import auth, clips, history, incidents, live, ops
 from server.api.limits import DEFAULT_MAX_BYTES, BodySizeLimit
 from server.auth.deps import require
 from server.auth.ratelimit import LoginLimiter
@@ -99,5 +99,6 @@ def create_app(
     app.include_router(live.router, dependencies=[require(Perm.LIVE)])
     app.include_router(live.ws_router)
     app.include_router(incidents.router)
+    app.include_router(clips.router)
     web.mount(app)
     return app
