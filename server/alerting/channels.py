@@ -196,6 +196,8 @@ class SmtpChannel:
             lines.append(f"Position:  {alert.latitude:.6f}, {alert.longitude:.6f}")
         if alert.snapshot_url:
             lines.append(f"Snapshot:  {alert.snapshot_url}")
+        if alert.clip_url:
+            lines.append(f"Video:     {alert.clip_url}")
         msg.set_content("\n".join(lines) + "\n")
         if alert.snapshot_jpeg is not None:
             msg.add_attachment(
