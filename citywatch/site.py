@@ -23,6 +23,7 @@ from citywatch.geometry import polygon_area, polygon_self_intersection
 from citywatch.site_safety import (
     SAFETY_TYPES,
     CollisionRule,
+    EvidenceRetention,
     EvidenceSettings,
     PersonDownRule,
     RoadBlockedRule,
@@ -327,6 +328,10 @@ class SiteConfig(_Strict):
     cameras: list[Camera] = Field(min_length=1)
     alerting: AlertingSection = Field(
         default_factory=AlertingSection, description="Alert rules, delivery channels and SLA targets."
+    )
+    evidence_retention: EvidenceRetention = Field(
+        default_factory=EvidenceRetention,
+        description="How long snapshots and clips are kept (citywatch server purge-evidence).",
     )
 
     def camera(self, camera_id: str) -> Camera:

@@ -179,3 +179,29 @@ class EvidenceSettings(BaseModel):
         "the cap must fit the 2 MiB payload limit.",
     )
     min_severity: Severity = Field(default=Severity.CRITICAL, description="Lowest severity with a clip.")
+
+
+class EvidenceRetention(BaseModel):
+    """How long snapshots and clips (personal data: faces, plates; Decree 13/2023/ND-CP) are kept.
+
+    ``citywatch server purge-evidence`` deletes the evidence of incidents older than their period and
+    records each deletion in the audit log. An incident under investigation (workflow ``acknowledged``
+    or ``assigned``) keeps its evidence for ``investigation_days``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_days: float = Field(default=30.0, gt=0, description="Days evidence is kept by default.")
+    per_type: dict[str, float] = Field(
+        default_factory=lambda: {t: 90.0 for t in SAFETY_TYPES},
+        description="Days per incident type (default: 90 for the road-safety types).",
+    )
+    investigation_days: float = Field(
+        default=365.0, gt=0, description="Days for incidents under investigation (acknowledged, assigned)."
+    )
+
+    def days_for(self, incident_type: str, workflow_state: str) -> float:
+        """The retention period of one incident's evidence, in days."""
+        if workflow_state in ("acknowledged", "assigned"):
+            return max(self.investigation_days, self.per_type.get(incident_type, self.default_days))
+        return self.per_type.get(incident_type, self.default_days)
