@@ -78,11 +78,20 @@ class History:
     track_id: int
     samples: deque[tuple[float, Box, str]] = field(default_factory=deque)
     first_seen: float = 0.0
+    #: slow average of width/height (about 2 s): a cheap first test before the exact median
+    slow_aspect: float = 0.0
+    _speeds: dict[tuple[float, float], float | None] = field(default_factory=dict)
 
     def add(self, t: float, box: Box, cls: str) -> None:
+        aspect = (box[2] - box[0]) / max(box[3] - box[1], 1.0)
         if not self.samples:
             self.first_seen = t
+            self.slow_aspect = aspect
+        else:
+            k = min(1.0, (t - self.samples[-1][0]) / 2.0)
+            self.slow_aspect += k * (aspect - self.slow_aspect)
         self.samples.append((t, box, cls))
+        self._speeds.clear()
         while self.samples and t - self.samples[0][0] > HISTORY_S:
             self.samples.popleft()
 
@@ -95,10 +104,23 @@ class History:
         return self.samples[-1][1]
 
     def window(self, t0: float, t1: float) -> list[tuple[float, Box, str]]:
-        return [s for s in self.samples if t0 <= s[0] <= t1]
+        out = []
+        for s in reversed(self.samples):  # newest first: recent windows stop early
+            if s[0] < t0:
+                break
+            if s[0] <= t1:
+                out.append(s)
+        out.reverse()
+        return out
 
     def speed(self, t0: float, t1: float) -> float | None:
         """Centre displacement per second between ``t0`` and ``t1``, in the track's box heights."""
+        key = (t0, t1)
+        if key not in self._speeds:
+            self._speeds[key] = self._speed(t0, t1)
+        return self._speeds[key]
+
+    def _speed(self, t0: float, t1: float) -> float | None:
         win = self.window(t0, t1)
         if len(win) < 2 or win[-1][0] - win[0][0] < 0.5 * (t1 - t0):
             return None
@@ -193,6 +215,10 @@ class SafetyEngine:
         return out
 
     # ------------------------------------------------------------------------------------------
+    def _c(self, tr: TrackState) -> str:
+        """The track's class as of this frame (voted once per frame: ``TrackState.cls`` counts votes)."""
+        return self.hist[tr.track_id].samples[-1][2]
+
     def _in_zone(self, zone: str | None, tr: TrackState) -> bool:
         return zone is None or _inside(self._zone_polys[zone], *tr.anchor)
 
@@ -246,11 +272,11 @@ class SafetyEngine:
         parties = [
             tr
             for tr in visible.values()
-            if tr.cls in rule.classes and tr.track_id in self.hist and self._in_zone(rule.zone, tr)
+            if tr.track_id in self.hist and self._c(tr) in rule.classes and self._in_zone(rule.zone, tr)
         ]
         # 1. New contacts: boxes meet while a vehicle moves fast and steadily.
         for fast in parties:
-            if fast.cls == "person":
+            if self._c(fast) == "person":
                 continue
             hf = self.hist[fast.track_id]
             v = self._steady_speed(hf, t)
@@ -275,7 +301,7 @@ class SafetyEngine:
                     other.track_id,
                     v,
                     position=((hf.box[0] + hf.box[2] + ho.box[0] + ho.box[2]) / 4, max(hf.box[3], ho.box[3])),
-                    classes=frozenset({fast.cls, other.cls}),
+                    classes=frozenset({self._c(fast), self._c(other)}),
                     reach=max(hf.box[3] - hf.box[1], ho.box[3] - ho.box[1]),
                     moving={fast.track_id: v, other.track_id: ho.speed(t - 1.0, t) or 0.0},
                     boxes={fast.track_id: hf.box, other.track_id: ho.box},
@@ -386,7 +412,7 @@ class SafetyEngine:
         out = []
         cx, cy = c.position
         for tr in visible.values():
-            if tr.cls == "person" or tr.track_id in self.crashed:
+            if self._c(tr) == "person" or tr.track_id in self.crashed:
                 continue
             h = self.hist[tr.track_id]
             if c.how == "abrupt_stop" and tr.track_id != c.fast:
@@ -418,10 +444,12 @@ class SafetyEngine:
         t = fs.t
         out = []
         for tr in visible.values():
-            if tr.cls not in rule.classes or not self._in_zone(rule.zone, tr):
+            if self._c(tr) not in rule.classes or not self._in_zone(rule.zone, tr):
                 continue
             h = self.hist[tr.track_id]
-            upright = [h.aspect(s[1]) for s in h.samples if s[0] <= t - 0.5 and s[2] == tr.cls]
+            if h.aspect() < rule.flip_ratio * 0.8 * min(h.slow_aspect, h.aspect(h.samples[0][1])):
+                continue  # nowhere near a flip (cheap test before the exact medians)
+            upright = [h.aspect(s[1]) for s in h.samples if s[0] <= t - 0.5 and s[2] == self._c(tr)]
             if len(upright) < 3 or (h.samples[-1][0] - h.first_seen) < rule.min_history_s:
                 continue
             base = statistics.median(upright)
@@ -446,13 +474,15 @@ class SafetyEngine:
         limit = rule.crash_max_aspect if after_crash else rule.max_aspect
         out = []
         for tr in visible.values():
-            if tr.cls != "person" or not self._in_zone(rule.zone, tr):
+            if self._c(tr) != "person" or not self._in_zone(rule.zone, tr):
                 continue
             h = self.hist[tr.track_id]
+            if 1.0 / h.aspect() > 1.3 * limit:
+                continue  # upright now (cheap test before the window median)
             if any(
                 _overlap(h.box, self.hist[o.track_id].box) > 0.6 * _area(h.box)
                 for o in visible.values()
-                if o.cls != "person" and o.track_id in self.hist
+                if o.track_id in self.hist and self._c(o) != "person"
             ):
                 continue  # a "person" inside a vehicle's box: an occupant or a piece of the wreck
             win = h.window(t - 0.6, t)
@@ -481,7 +511,7 @@ class SafetyEngine:
         signal = rule.signal_zones or self._default_signal
         stopped = []
         for tr in visible.values():
-            if tr.cls not in rule.classes or not self._in_zone(rule.zone, tr):
+            if self._c(tr) not in rule.classes or not self._in_zone(rule.zone, tr):
                 continue
             if self._in_any(signal, tr):
                 continue
