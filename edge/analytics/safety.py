@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 from citywatch.site import Camera, Rule
 from citywatch.site_safety import (
-    SAFETY_TYPES,
     CollisionRule,
     PersonDownRule,
     RoadBlockedRule,
@@ -57,7 +56,6 @@ def split_rules(camera: Camera) -> tuple[list[Rule], list[SafetyRule]]:
             safety.append(rule)
         else:
             classic.append(rule)
-    assert {r.type for r in safety} <= set(SAFETY_TYPES)
     return classic, safety
 
 
