@@ -20,8 +20,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from citywatch.alerting import AlertingSection
 from citywatch.geometry import polygon_area, polygon_self_intersection
-from citywatch.site_opendata import OpenDataSection
 from citywatch.site_detector import AnalysisSettings
+from citywatch.site_opendata import OpenDataSection
+from citywatch.site_safety import (
+    SAFETY_TYPES,
+    CollisionRule,
+    EvidenceRetention,
+    EvidenceSettings,
+    PersonDownRule,
+    RoadBlockedRule,
+    VehicleFallenRule,
+    default_safety_rules,
+)
 from contract.messages import Severity
 from contract.topics import ID_PATTERN
 
@@ -151,7 +161,9 @@ class CountingLine(_Strict):
     )
 
 
-ZoneKind = Literal["restricted", "no_stopping", "crowd", "monitor", "carriageway", "loitering"]
+ZoneKind = Literal[
+    "restricted", "no_stopping", "crowd", "monitor", "carriageway", "loitering", "signal_queue"
+]
 
 
 class Zone(_Strict):
@@ -244,7 +256,11 @@ Rule = Annotated[
     | IntrusionRule
     | LoiteringRule
     | CrowdingRule
-    | TamperingRule,
+    | TamperingRule
+    | CollisionRule
+    | VehicleFallenRule
+    | PersonDownRule
+    | RoadBlockedRule,
     Field(discriminator="type"),
 ]
 
@@ -287,6 +303,23 @@ class Camera(_Strict):
         default_factory=list, description="Junctions whose turning movements (entry -> exit) are counted."
     )
     calibration: Calibration | None = None
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings, description="Video clips of critical incidents."
+    )
+    road_safety: bool = Field(
+        default=True,
+        description="Run the road-safety rules (collision, vehicle_fallen, person_down, road_blocked) "
+        "with their defaults over the whole frame where `rules` lists none of that type.",
+    )
+
+    def effective_rules(self) -> list[Rule]:
+        """``rules`` plus the default road-safety rules this camera does not configure itself."""
+        if not self.road_safety:
+            return list(self.rules)
+        have = {r.type for r in self.rules}
+        taken = {r.id for r in self.rules}
+        extra: list[Rule] = [r for r in default_safety_rules() if r.type not in have and r.id not in taken]
+        return [*self.rules, *extra]
 
     def zone(self, zone_id: str) -> Zone:
         return next(z for z in self.zones if z.id == zone_id)
@@ -304,6 +337,10 @@ class SiteConfig(_Strict):
     )
     open_data: OpenDataSection = Field(
         default_factory=OpenDataSection, description="Open data: what is published, privacy rules, sharing."
+    )
+    evidence_retention: EvidenceRetention = Field(
+        default_factory=EvidenceRetention,
+        description="How long snapshots and clips are kept (citywatch server purge-evidence).",
     )
 
     def camera(self, camera_id: str) -> Camera:
@@ -415,6 +452,10 @@ def _semantic_issues(cfg: SiteConfig) -> Iterator[tuple[tuple[int | str, ...], s
             zone = getattr(rule, "zone", None)
             if zone is not None and zone not in zone_ids:
                 yield (*rwhere, "zone"), f"unknown zone {zone!r} (zones: {sorted(zone_ids) or 'none'})"
+            if rule.type in SAFETY_TYPES:
+                for k, ref in enumerate(getattr(rule, "signal_zones", [])):
+                    if ref not in zone_ids:
+                        yield (*rwhere, "signal_zones", k), f"unknown zone {ref!r}"
             if isinstance(rule, WrongWayRule):
                 line = lines.get(rule.line)
                 if line is None:

@@ -44,6 +44,7 @@ class MessageKind(StrEnum):
     INCIDENT = "incident"
     STATUS = "status"
     HEARTBEAT = "heartbeat"
+    EVIDENCE = "evidence"
 
 
 class HealthFlag(StrEnum):
@@ -71,6 +72,11 @@ class IncidentType(StrEnum):
     LOITERING = "loitering"
     CROWDING = "crowding"
     TAMPERING = "tampering"
+    # Road-safety incidents (added within v1; critical by default in the site config).
+    COLLISION = "collision"
+    VEHICLE_FALLEN = "vehicle_fallen"
+    PERSON_DOWN = "person_down"
+    ROAD_BLOCKED = "road_blocked"
 
 
 class Severity(StrEnum):
@@ -248,6 +254,30 @@ class IncidentMessage(Envelope):
         return self
 
 
+class EvidenceMessage(Envelope):
+    """A video clip of the seconds around the start of a critical incident (added within v1).
+
+    Sent once per incident on its own topic, after the clip's last second was seen, so it never holds
+    back counts or the incident itself. Re-sent copies carry the same ``incident_id``: a reader keeps one.
+    """
+
+    kind: Literal[MessageKind.EVIDENCE] = MessageKind.EVIDENCE
+    incident_id: UUID
+    content_type: Literal["video/webm"] = "video/webm"
+    codec: str = Field(default="vp8", max_length=16, description="Video codec inside the container.")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    frames: int = Field(gt=0)
+    clip_start: AwareDatetime = Field(description="Capture time of the clip's first frame.")
+    duration_s: float = Field(gt=0)
+    data_b64: str = Field(min_length=4, description="Base64 of the clip's bytes (the payload cap holds).")
+
+    @field_validator("clip_start")
+    @classmethod
+    def _clip_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+
 class StatusMessage(Envelope):
     """Camera availability, retained. The broker publishes the ``offline`` last will itself."""
 
@@ -283,7 +313,7 @@ class HeartbeatMessage(Envelope):
 
 
 Message = Annotated[
-    CountsMessage | IncidentMessage | StatusMessage | HeartbeatMessage,
+    CountsMessage | IncidentMessage | StatusMessage | HeartbeatMessage | EvidenceMessage,
     Field(discriminator="kind"),
 ]
 _MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
@@ -292,6 +322,7 @@ MESSAGE_TYPES: dict[str, type[Envelope]] = {
     MessageKind.INCIDENT: IncidentMessage,
     MessageKind.STATUS: StatusMessage,
     MessageKind.HEARTBEAT: HeartbeatMessage,
+    MessageKind.EVIDENCE: EvidenceMessage,
 }
 
 

@@ -18,7 +18,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
 
 #: Topic level for each message kind.
-KINDS = ("counts", "incident", "status", "heartbeat")
+KINDS = ("counts", "incident", "status", "heartbeat", "evidence")
 
 
 @dataclass(frozen=True, slots=True)

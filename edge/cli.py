@@ -71,9 +71,51 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_events(args: argparse.Namespace) -> int:
+    from edge.errors import EdgeError  # noqa: PLC0415
+    from edge.evaluate import LabelError  # noqa: PLC0415
+    from edge.evaluate_events import default_site, evaluate_events  # noqa: PLC0415
+    from edge.replay import detector_for  # noqa: PLC0415
+
+    if args.site:
+        site = _load(args.site)
+        try:
+            camera = site.camera(args.camera) if args.camera else site.cameras[0]
+        except KeyError:
+            print(f"camera {args.camera!r} is not in {args.site}", file=sys.stderr)
+            return 2
+        camera = camera.model_copy(update={"detector": detector_for(camera.detector, args.model)})
+    else:
+        site, camera = default_site(Path(args.video), args.model, conf=args.conf)
+    try:
+        report = evaluate_events(
+            Path(args.labels), Path(args.video), site, camera, stride=args.stride, tolerance_s=args.tolerance
+        )
+    except (EdgeError, LabelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{report['video']}: {report['frames']} frames, {report['events']} labelled event(s)")
+    for m in report["matched"]:
+        print(f"  matched {m['type']:15} frames {m['frames']}  time to alert {m['time_to_alert_s']:.2f} s")
+    for m in report["missed"]:
+        print(f"  missed  {m['type']:15} frames {m['frames']}")
+    for fa in report["false_alarm_incidents"]:
+        print(f"  false alarm {fa['type']} at {fa['start_s']} s: {fa['summary']}")
+    print(
+        f"recall {report['recall']}  precision {report['precision']}  false alarms {report['false_alarms']}"
+    )
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from edge.errors import EdgeError  # noqa: PLC0415
     from edge.evaluate import LabelError, evaluate  # noqa: PLC0415
+
+    if args.events:
+        return _cmd_eval_events(args)
 
     try:
         report = evaluate(Path(args.labels), Path(args.video), args.model, stride=args.stride, conf=args.conf)
@@ -119,11 +161,21 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(handler=_cmd_replay)
 
-    p = sub.add_parser("eval", help="measure counting accuracy against a label file")
+    p = sub.add_parser("eval", help="measure counting (or, with --events, incident) accuracy against labels")
     p.add_argument("--labels", required=True)
     p.add_argument("--video", required=True)
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--stride", type=int, default=1, help="analyse every n-th frame (frame skipping)")
     p.add_argument("--conf", type=float, default=0.1)
     p.add_argument("--json", action="store_true", help="print only a JSON object")
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="score raised incidents against the label file's events instead of counts",
+    )
+    p.add_argument(
+        "--site", default=None, help="with --events: site config (default: an unconfigured camera)"
+    )
+    p.add_argument("--camera", default=None, help="with --events and --site: camera id (default: the first)")
+    p.add_argument("--tolerance", type=float, default=2.0, help="with --events: seconds of slack (default 2)")
     p.set_defaults(handler=_cmd_eval)

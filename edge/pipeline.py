@@ -24,6 +24,7 @@ from contract.messages import (
     IncidentMessage,
     Movement,
     Point,
+    Severity,
     SpeedStat,
     ZoneOccupancy,
 )
@@ -31,12 +32,14 @@ from edge.analytics.episodes import Transition
 from edge.analytics.incidents import FrameState, IncidentChange, RuleEngine
 from edge.analytics.junctions import JunctionMovements
 from edge.analytics.lines import Crossing, LineCounter, LineTally
+from edge.analytics.safety import SafetyEngine, split_rules
 from edge.analytics.speed import GroundPlane
 from edge.analytics.tampering import FrameHealth, TamperCheck
 from edge.analytics.tracks import TrackState, TrackStore
 from edge.analytics.zones import ZoneMonitor
 from edge.detections import Detections
 from edge.emit import Emitter
+from edge.evidence import EvidenceRecorder
 from edge.snapshot import annotate, snapshot
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,9 @@ _EVENTS = {
     Transition.UPDATE: IncidentEvent.UPDATE,
     Transition.END: IncidentEvent.END,
 }
+
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 def _ts(t: float) -> datetime:
@@ -74,7 +80,12 @@ class CameraPipeline:
         self.lines = [LineCounter(line) for line in camera.lines]
         self.zones = {z.id: ZoneMonitor(z) for z in camera.zones}
         self.junctions = JunctionMovements(list(camera.junctions))
-        self.rules = RuleEngine(list(camera.rules))
+        classic, safety = split_rules(camera)
+        self.rules = RuleEngine(classic)
+        # Road-safety rules (collision, fallen, person down, blocked): edge/analytics/safety.py.
+        self.safety = SafetyEngine(camera, safety)
+        # Video clips of critical incidents: edge/evidence.py.
+        self.evidence = EvidenceRecorder(camera.evidence, emitter)
         tamper_rule = next((r for r in camera.rules if isinstance(r, TamperingRule)), None)
         self.tamper = TamperCheck(tamper_rule) if tamper_rule else None
         self.ground = GroundPlane(camera.calibration) if camera.calibration else None
@@ -114,14 +125,15 @@ class CameraPipeline:
             # Tampering lasts seconds: two looks a second are enough and keep the per-frame cost low.
             self._tamper_at = t
             health = self.tamper.observe(image, t)
-        changes = self.rules.step(
-            FrameState(t, visible, inside, self.zones, flushed + crossings, health, known)
-        )
+        fs = FrameState(t, visible, inside, self.zones, flushed + crossings, health, known)
+        changes = self.rules.step(fs)
+        changes += self.safety.step(fs, w, h)
         self.health = {HealthFlag(c) for c in self.rules.active_conditions()}
         current.health |= self.health
         current.frames += 1
         self.last_frame = image
         self.last_visible = visible
+        self.evidence.frame(t, image, visible)
         for change in changes:
             self._incident(change, image, visible)
         return crossings
@@ -137,6 +149,8 @@ class CameraPipeline:
             return False
         b.frames += 1
         self.last_frame = image
+        # The evidence clip keeps its frame rate through static stretches (boxes as last tracked).
+        self.evidence.frame(captured_at.timestamp(), image, self.last_visible)
         return True
 
     def _tally(self, current: _Bin, crossings: list[Crossing]) -> None:
@@ -161,8 +175,9 @@ class CameraPipeline:
     def close(self, now: datetime) -> None:
         """Flush the partial bin and end open incidents (the worker stops)."""
         t = now.timestamp()
-        for change in self.rules.close_all(t):
+        for change in [*self.rules.close_all(t), *self.safety.close_all(t)]:
             self._incident(change, None, [])
+        self.evidence.close()
         if self._bin is not None:
             pending: list[Crossing] = []
             for counter in self.lines:
@@ -284,6 +299,8 @@ class CameraPipeline:
             when = _ts(ep.ended_at)
         elif change.transition is Transition.START:
             self.incidents_started += 1
+            if _RANK[rule.severity] >= _RANK[self.camera.evidence.min_severity]:
+                self.evidence.start(ep.incident_id, set(ep.track_ids), ep.started_at)
             if image is not None:
                 fields["snapshot"] = snapshot(annotate(image, self.camera, visible, set(ep.track_ids)))
             log.info(

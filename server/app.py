@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from citywatch.site import SiteConfig
 from server.alerting.engine import AlertEngine
-from server.api import auth, history, incidents, live, ops
+from server.api import auth, clips, history, incidents, live, ops
 from server.api.limits import DEFAULT_MAX_BYTES, BodySizeLimit
 from server.auth import audit
 from server.auth.deps import require
@@ -125,6 +125,7 @@ def create_app(
     app.include_router(live.ws_router)
     app.include_router(incidents.router)
     opendata.mount(app, site)  # /open/v1: public, no login
+    app.include_router(clips.router)
     web.mount(app)
     app.include_router(headers.docs)
     return app

@@ -85,6 +85,38 @@ def _cmd_apikey(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_purge_evidence(args: argparse.Namespace) -> int:
+    """Delete snapshots and clips past their retention period (site config ``evidence_retention``)."""
+    import asyncio  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    from dataclasses import asdict  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+
+    from citywatch.site import load_site  # noqa: PLC0415
+    from server.main import migrate_only  # noqa: PLC0415
+    from server.retention import purge_evidence  # noqa: PLC0415
+    from server.settings import Settings  # noqa: PLC0415
+
+    if migrate_only() != 0:
+        return 1
+    settings = Settings.from_env()
+    site = load_site(settings.site_path)
+
+    async def run() -> dict[str, Any]:
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url.get_secret_value(), autocommit=True
+        ) as conn:
+            result = await purge_evidence(
+                conn, site.evidence_retention, datetime.now(UTC), settings.snapshot_dir, dry_run=args.dry_run
+            )
+        return asdict(result)
+
+    print(json.dumps({"dry_run": args.dry_run, **asyncio.run(run())}))
+    return 0
+
+
 def register(sub: Any) -> None:
     server = sub.add_parser("server", help="server: MQTT ingest, storage, history and live APIs")
     actions = server.add_subparsers(dest="server_command", required=True, metavar="ACTION")
@@ -118,6 +150,12 @@ def register(sub: Any) -> None:
         p = uacts.add_parser(name, help=f"{name} a user (disabling revokes their tokens)")
         p.add_argument("username")
         p.set_defaults(handler=_cmd_user)
+
+    p = actions.add_parser(
+        "purge-evidence", help="delete snapshots and clips past their retention period (audited)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    p.set_defaults(handler=_cmd_purge_evidence)
 
     p = actions.add_parser("apikey", help="create an API key for a machine; prints it once")
     p.add_argument("name")

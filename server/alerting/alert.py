@@ -41,6 +41,11 @@ class Alert(BaseModel):
     longitude: float | None = None
     snapshot_url: str | None = Field(default=None, description="Where the server serves the snapshot.")
     snapshot_jpeg: bytes | None = Field(default=None, exclude=True, description="Attached by email.")
+    clip_url: str | None = Field(
+        default=None,
+        description="Where the server serves the incident's video clip (critical incidents; the clip "
+        "arrives some seconds after the start, so the link may answer 404 briefly).",
+    )
 
     @classmethod
     def from_incident(
@@ -51,6 +56,7 @@ class Alert(BaseModel):
         camera_group: str,
         raised_at: datetime,
         snapshot_url: str | None = None,
+        clip_url: str | None = None,
     ) -> Alert:
         """Build the alert for ``incident``; the snapshot's JPEG bytes are decoded when present."""
         jpeg = None
@@ -78,6 +84,7 @@ class Alert(BaseModel):
             longitude=incident.longitude,
             snapshot_url=snapshot_url,
             snapshot_jpeg=jpeg,
+            clip_url=clip_url,
         )
 
     def payload(self) -> dict[str, Any]:

@@ -197,6 +197,8 @@ class SmtpChannel:
             lines.append(f"Position:  {alert.latitude:.6f}, {alert.longitude:.6f}")
         if alert.snapshot_url:
             lines.append(f"Snapshot:  {alert.snapshot_url}")
+        if alert.clip_url:
+            lines.append(f"Video:     {alert.clip_url}")
         msg.set_content("\n".join(lines) + "\n")
         # Evidence policy (docs/security.md): the snapshot is never attached. E-mail crosses mail servers
         # that keep copies outside the audit log; the link above needs a login and every opening of it

@@ -36,7 +36,7 @@ from citywatch.alerting import (
     WebhookChannelConfig,
 )
 from citywatch.site import SiteConfig
-from contract.messages import IncidentMessage
+from contract.messages import IncidentMessage, Severity
 from server.alerting.alert import Alert
 from server.alerting.channels import Channel, DeliveryResult, MqttChannel, SmtpChannel, WebhookChannel
 from server.alerting.dispatcher import DeliveryAttempt, Dispatcher, RetryPolicy
@@ -277,8 +277,19 @@ class AlertEngine:
                     snapshot_url = (
                         f"{self.settings.public_url}/api/v1/incidents/{incident.incident_id}/snapshot"
                     )
+                # Edges record a clip of every critical incident (edge/evidence.py); link it.
+                clip_url = (
+                    f"{self.settings.public_url}/api/v1/incidents/{incident.incident_id}/clip"
+                    if incident.severity is Severity.CRITICAL
+                    else None
+                )
                 alert = Alert.from_incident(
-                    incident, rule_id=rule.id, camera_group=group, raised_at=now, snapshot_url=snapshot_url
+                    incident,
+                    rule_id=rule.id,
+                    camera_group=group,
+                    raised_at=now,
+                    snapshot_url=snapshot_url,
+                    clip_url=clip_url,
                 )
                 await conn.execute(
                     "INSERT INTO alerts (alert_id, incident_id, rule_id, dedup_key, camera_id, raised_at, "

@@ -201,6 +201,8 @@ async def incident_detail(
                 (str(incident_id),),
             )
             trail = await cur.fetchall()
+            await cur.execute("SELECT 1 FROM incident_clips WHERE incident_id = %s", (incident_id,))
+            has_clip = await cur.fetchone() is not None
     for a in alerts:
         a["deliveries"] = [d for d in deliveries if d["alert_id"] == a["alert_id"]]
     item = incident_item(row, site, now)
@@ -208,6 +210,8 @@ async def incident_detail(
     item["snapshot_url"] = (
         f"{settings.public_url}/api/v1/incidents/{incident_id}/snapshot" if row["has_snapshot"] else None
     )
+    # Video evidence (server/api/clips.py); it arrives some seconds after the start.
+    item["clip_url"] = f"{settings.public_url}/api/v1/incidents/{incident_id}/clip" if has_clip else None
     item["events"] = site_json(events, tz)
     item["alerts"] = site_json(alerts, tz)
     item["audit"] = site_json(trail, tz)

@@ -132,6 +132,12 @@ ON CONFLICT (camera_id) DO UPDATE SET
                        THEN excluded.last_counts ELSE l.last_counts END,
     last_heartbeat = coalesce(excluded.last_heartbeat, l.last_heartbeat)
 """
+CLIP: LiteralString = """
+INSERT INTO incident_clips (incident_id, camera_id, content_type, codec, width, height, frames, duration_s,
+    clip_start, bytes, path, data)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (incident_id) DO NOTHING
+"""
 SNAPSHOT: LiteralString = """
 INSERT INTO snapshots (incident_id, content_type, width, height, path, data)
 VALUES (%s, %s, %s, %s, %s, %s) RETURNING id

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 
 from contract import (
     CountsMessage,
+    EvidenceMessage,
     HealthFlag,
     HeartbeatMessage,
     IncidentEvent,
@@ -83,6 +84,8 @@ class BatchWriter:
                 self._incident(conn, incident)
             self._status(conn, statuses)
             self._heartbeats(conn, heartbeats)
+            for clip in (m for m in fresh if isinstance(m, EvidenceMessage)):
+                self._clip(conn, clip)
             self._live(conn, counts, heartbeats)
             self._gaps(conn, [m for m in fresh if not isinstance(m, StatusMessage)], result)
             self._dead(conn, [b for b in batch if isinstance(b, Rejected)], result)
@@ -186,6 +189,33 @@ class BatchWriter:
             return
         columns = [list(col) for col in zip(*cells, strict=True)]
         conn.execute(sql.MOVEMENTS, (*columns, list(cells.values())))
+
+    def _clip(self, conn: Conn, m: EvidenceMessage) -> None:
+        """Store an evidence clip beside the snapshots (a re-sent one of the same incident is ignored)."""
+        try:
+            data = base64.b64decode(m.data_b64, validate=True)
+        except (binascii.Error, ValueError):
+            log.warning(
+                "incident %s (camera %s): clip is not valid base64, dropped", m.incident_id, m.camera_id
+            )
+            return
+        path: str | None = None
+        stored: bytes | None = data
+        if self.snapshot_dir is not None:
+            rel = Path(m.camera_id) / f"{m.incident_id}.webm"
+            target = self.snapshot_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+            path, stored = str(rel), None
+        conn.execute(
+            sql.CLIP,
+            (
+                m.incident_id, m.camera_id, m.content_type, m.codec, m.width, m.height, m.frames,
+                m.duration_s, m.clip_start, len(data), path, stored,
+            ),
+        )  # fmt: skip
 
     def _snapshot(self, conn: Conn, m: IncidentMessage) -> int | None:
         if m.snapshot is None:

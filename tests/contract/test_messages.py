@@ -150,6 +150,7 @@ def test_json_schemas_are_current() -> None:
         "v1/incident.json",
         "v1/status.json",
         "v1/heartbeat.json",
+        "v1/evidence.json",
         "v1/ack.json",
     }
 

@@ -67,6 +67,7 @@ EXPECTED: dict[tuple[str, str], Perm | None] = {
     ("GET", "/api/v1/incidents"): Perm.INCIDENTS,
     ("GET", "/api/v1/incidents/{incident_id}"): Perm.INCIDENTS,
     ("GET", "/api/v1/incidents/{incident_id}/snapshot"): Perm.EVIDENCE,
+    ("GET", "/api/v1/incidents/{incident_id}/clip"): Perm.EVIDENCE,
     ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): Perm.ACKNOWLEDGE,
     ("POST", "/api/v1/incidents/{incident_id}/assign"): Perm.WORK,
     ("POST", "/api/v1/incidents/{incident_id}/resolve"): Perm.WORK,

@@ -7,7 +7,8 @@ import { renderIncident, shownKey, slaState, slaText } from "./incident.js";
 
 const STATES = ["new", "acknowledged", "assigned", "resolved", "false_alarm"];
 const DEFAULT_STATES = ["new", "acknowledged", "assigned"];
-const TYPES = ["stopped_vehicle", "wrong_way", "congestion", "intrusion", "loitering", "crowding", "tampering"];
+const TYPES = ["stopped_vehicle", "wrong_way", "congestion", "intrusion", "loitering", "crowding", "tampering",
+  "collision", "vehicle_fallen", "person_down", "road_blocked"];
 const REFRESH_MS = 500; // live messages are coalesced into one reload per half second at most
 
 export function createConsoleView(root, { site, user, subscribe }) {

@@ -49,6 +49,7 @@ const TABLE = {
     sev_critical: "nghiêm trọng", sev_warning: "cảnh báo", sev_info: "thông tin",
     evidence: "Bằng chứng",
     snapshot_alt: "Ảnh hiện trường của sự cố {id}",
+    clip_alt: "Video hiện trường của sự cố {id}",
     no_snapshot: "Không có ảnh hiện trường",
     note: "Ghi chú",
     assignee: "Giao cho (cán bộ / tổ)",
@@ -75,6 +76,8 @@ const TABLE = {
     types: {
       stopped_vehicle: "Xe dừng", wrong_way: "Đi ngược chiều", congestion: "Ùn tắc", intrusion: "Xâm nhập",
       loitering: "Lảng vảng", crowding: "Tụ tập đông người", tampering: "Camera bị can thiệp",
+      collision: "Va chạm giao thông", vehicle_fallen: "Xe bị lật/ngã", person_down: "Người nằm trên đường",
+      road_blocked: "Đường bị chặn",
     },
     // console
     queue: "Hàng đợi sự cố",
@@ -172,6 +175,7 @@ const TABLE = {
     sev_critical: "critical", sev_warning: "warning", sev_info: "info",
     evidence: "Evidence",
     snapshot_alt: "Snapshot of incident {id}",
+    clip_alt: "Video clip of incident {id}",
     no_snapshot: "No snapshot",
     note: "Note",
     assignee: "Assign to (officer / unit)",
@@ -198,6 +202,7 @@ const TABLE = {
     types: {
       stopped_vehicle: "Stopped vehicle", wrong_way: "Wrong-way driving", congestion: "Congestion",
       intrusion: "Intrusion", loitering: "Loitering", crowding: "Crowding", tampering: "Camera tampering",
+      collision: "Collision", vehicle_fallen: "Vehicle fallen", person_down: "Person down", road_blocked: "Road blocked",
     },
     queue: "Incident queue",
     filters: "Filters",

@@ -64,6 +64,31 @@ async function showSnapshot(box, i) {
   }
 }
 
+// The video clip of a critical incident (WebM, played by the browser itself). It arrives some seconds
+// after the incident starts; fetched once per page like the snapshot, since every look is audited.
+const clips = new Map(); // clip path -> object URL (the 10 newest)
+const CLIP_CACHE = 10;
+
+async function showClip(box, i) {
+  if (!i.clip_url) { box.replaceChildren(); return; }
+  try {
+    let url = clips.get(i.clip_url);
+    if (!url) {
+      url = URL.createObjectURL(await getBlob(i.clip_url));
+      clips.set(i.clip_url, url);
+      if (clips.size > CLIP_CACHE) {
+        const [oldest, oldUrl] = clips.entries().next().value;
+        clips.delete(oldest);
+        URL.revokeObjectURL(oldUrl);
+      }
+    }
+    fill(box, h("video", { class: "clip", src: url, controls: true, muted: true, preload: "metadata",
+      "aria-label": t("clip_alt", { id: i.incident_id }) }));
+  } catch (e) {
+    fill(box, h("p", { class: "error" }, t("error", { detail: e instanceof ApiError ? e.detail : e.message })));
+  }
+}
+
 function actionForm(container, i, ctx) {
   const actions = actionsFor(ctx.user.role, i.workflow_state);
   if (!actions.length) return null;
@@ -175,6 +200,7 @@ export async function renderIncident(container, incidentId, ctx) {
   const camName = ctx.site.cameras.find((c) => c.camera_id === i.camera_id)?.name || i.camera_id;
   const wf = i.workflow_state || "new";
   const evidenceBox = h("div", { class: "evidence-img" }, t("loading"));
+  const clipBox = h("div", { class: "evidence-clip" });
   fill(container,
     h("div", { class: "detail-head" },
       h("h2", { class: `sev-${i.severity}` }, `${typeName(i.type)} · ${camName}`),
@@ -194,9 +220,9 @@ export async function renderIncident(container, incidentId, ctx) {
     i.sla ? slaBlock(i) : null,
     canSeeEvidence(ctx.user.role) ? h("section", { class: "evidence", "aria-label": t("evidence") }, h("h3", null, t("evidence")),
       dl([[t("classes"), (i.classes || []).map(className)], [t("track_ids"), (i.track_ids || []).map(String)]]),
-      evidenceBox) : null,
+      evidenceBox, clipBox) : null,
     partial ? h("p", { class: "note-muted" }, t("details_unavailable")) : actionForm(container, i, ctx),
     auditList(i), eventsList(i), alertsList(i));
   container.dataset.shown = shownKey(i);
-  if (canSeeEvidence(ctx.user.role)) await showSnapshot(evidenceBox, i);
+  if (canSeeEvidence(ctx.user.role)) await Promise.all([showSnapshot(evidenceBox, i), showClip(clipBox, i)]);
 }
