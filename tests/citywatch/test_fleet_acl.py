@@ -10,7 +10,8 @@ import pytest
 from citywatch.broker_auth import SERVER_USER, render_acl
 from citywatch.site import parse_site
 from contract.fleet import announce_topic, config_topic
-from tests.citywatch.test_broker_auth import Broker, Client, _site, secured
+from tests.citywatch.test_broker_auth import Client, _site, secured
+from tests.mosquitto import Broker
 
 __all__ = ["secured"]  # the fixture, imported for its use here
 
