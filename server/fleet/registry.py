@@ -8,17 +8,16 @@ are expanded on import). Every change validates the whole resulting site exactly
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-import yaml
 from psycopg.types.json import Jsonb
 
-from citywatch.site import ConfigError, SiteConfig, parse_site
+from citywatch.site import ConfigError, SiteConfig
+from citywatch.site_doc import document, to_yaml, validate
 from contract.fleet import EdgeAnnounce, EdgeConfig
 from server.auth import audit
 
@@ -41,25 +40,6 @@ class CameraRejectedError(Exception):
 
 class NotSeededError(Exception):
     """The registry holds no site yet (import a site file first)."""
-
-
-def document(cfg: SiteConfig) -> dict[str, Any]:
-    """The site as plain JSON data: the fields its author set (defaults not spelled out stay so)."""
-    out: dict[str, Any] = cfg.model_dump(mode="json", exclude_unset=True)
-    # Always spelled out, so an exported file names its prefix and groups even when they are defaults.
-    out["mqtt_prefix"] = cfg.mqtt_prefix
-    for cam, data in zip(cfg.cameras, out["cameras"], strict=True):
-        data["group"] = cam.group
-    return out
-
-
-def validate(doc: dict[str, Any], source: str = "<registry>") -> SiteConfig:
-    """Validate site data as ``citywatch config check`` does (JSON is YAML); no variable expansion."""
-    return parse_site(json.dumps(doc), source, env={})
-
-
-def to_yaml(cfg: SiteConfig) -> str:
-    return yaml.safe_dump(document(cfg), sort_keys=False, allow_unicode=True)
 
 
 async def _bump(conn: psycopg.AsyncConnection[Any], groups: set[str]) -> None:
