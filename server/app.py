@@ -19,6 +19,8 @@ from server.api.limits import DEFAULT_MAX_BYTES, BodySizeLimit
 from server.auth.deps import require
 from server.auth.ratelimit import LoginLimiter
 from server.auth.roles import Perm
+from server.fleet import api as fleet_api
+from server.fleet import lifecycle as fleet
 from server.ingest.service import IngestService
 from server.live import LiveHub
 from server.metrics import Metrics
@@ -64,7 +66,9 @@ def create_app(
         if not await hub.wait_ready(10.0):
             log.warning("live updates not ready yet (LISTEN connection); continuing")
         app.state.pool, app.state.hub = pool, hub
-        service = IngestService(settings, site, shared_metrics) if ingest else None
+        await fleet.start(app, settings, bridge=ingest)  # app.state.site: the fleet registry's
+        service = IngestService(settings, app.state.site, shared_metrics) if ingest else None
+        app.state.ingest_service = service
         if service is not None:
             await asyncio.to_thread(service.start)
         engine = AlertEngine(settings, site, metrics=shared_metrics) if run_alerts else None
@@ -78,6 +82,7 @@ def create_app(
                 await asyncio.to_thread(engine.stop)
             if service is not None:
                 await asyncio.to_thread(service.stop)
+            await fleet.stop(app)
             await hub.stop()
             await pool.close()
 
@@ -99,5 +104,6 @@ def create_app(
     app.include_router(live.router, dependencies=[require(Perm.LIVE)])
     app.include_router(live.ws_router)
     app.include_router(incidents.router)
+    app.include_router(fleet_api.router)
     web.mount(app)
     return app

@@ -71,6 +71,12 @@ EXPECTED: dict[tuple[str, str], Perm | None] = {
     ("POST", "/api/v1/incidents/{incident_id}/resolve"): Perm.WORK,
     ("POST", "/api/v1/incidents/{incident_id}/false-alarm"): Perm.WORK,
     ("GET", "/api/v1/site"): Perm.SITE,
+    ("GET", "/api/v1/fleet"): Perm.LIVE,
+    ("GET", "/api/v1/fleet/cameras/{camera_id}"): Perm.ADMIN,
+    ("PUT", "/api/v1/fleet/cameras/{camera_id}"): Perm.ADMIN,
+    ("DELETE", "/api/v1/fleet/cameras/{camera_id}"): Perm.ADMIN,
+    ("GET", "/api/v1/fleet/site.yaml"): Perm.ADMIN,
+    ("PUT", "/api/v1/fleet/site.yaml"): Perm.ADMIN,
 }
 #: Pages and files that hold no data (the page asks for a login before it fetches anything).
 PUBLIC_PAGES = {"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -88,6 +94,7 @@ BODIES: dict[str, Any] = {
     "/api/v1/users/{username}": {"disabled": False},
     "/api/v1/api-keys": {"name": "k", "role": "planner"},
     "/api/v1/alerting/rules": [],
+    "/api/v1/fleet/cameras/{camera_id}": {"name": ""},  # invalid: refused with 422, nothing changes
 }
 
 
@@ -114,6 +121,8 @@ def _call(client: TestClient, method: str, path: str) -> int:
         .replace("{incident_id}", str(uuid.uuid4()))
         .replace("{camera_id}", "cam-a")
     )
+    if method == "DELETE" and path.startswith("/api/v1/fleet/"):
+        concrete = concrete.replace("cam-a", "no-such-camera")  # 404: the other tests keep cam-a
     body = BODIES.get(path)
     if method == "POST" and "/incidents/" in path:
         body = {"note": "n", "assignee": "unit"}
