@@ -36,8 +36,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 # What each role's navigation offers; every other page must be unreachable.
 PAGES = {
-    "admin": {"map", "console", "planner"},
-    "operator": {"map"},
+    "admin": {"map", "console", "planner", "fleet"},
+    "operator": {"map", "fleet"},
     "police": {"map", "console"},
     "planner": {"planner"},
 }

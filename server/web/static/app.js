@@ -15,6 +15,7 @@ const LOADERS = {
   map: () => import("./map.js").then((m) => m.createMapView),
   console: () => import("./console.js").then((m) => m.createConsoleView),
   planner: () => import("./planner.js").then((m) => m.createPlannerView),
+  fleet: () => import("./fleet.js").then((m) => m.createFleetView),
 };
 
 function ctx() {

@@ -126,6 +126,13 @@ const TABLE = {
     },
     directions_names: { north: "bắc", south: "nam", east: "đông", west: "tây", in: "vào", out: "ra" },
     not_found: "Không tìm thấy",
+    fleet_edges: "Máy biên", fleet_cameras: "Camera", fleet_group: "Nhóm", fleet_all_groups: "Tất cả nhóm",
+    fleet_edge: "Máy", fleet_version: "Phiên bản", fleet_models: "Mô hình", fleet_model: "Mô hình",
+    fleet_config: "Cấu hình (chạy / mong muốn)", fleet_host: "Phần cứng", fleet_last_seen: "Lần cuối",
+    fleet_alerts: "Cảnh báo", fleet_ok: "ổn", fleet_fps: "khung/giây", fleet_outbox: "Hàng đợi",
+    fleet_actions: "Thao tác", fleet_remove: "Gỡ", fleet_export: "Xuất tệp site",
+    fleet_confirm_remove: "Gỡ camera {id}?", fleet_removed: "Đã gỡ camera {id}",
+    page_fleet: "Thiết bị",
   },
   en: {
     app_title: "citywatch – traffic operations",
@@ -247,6 +254,13 @@ const TABLE = {
     },
     directions_names: { north: "north", south: "south", east: "east", west: "west", in: "in", out: "out" },
     not_found: "Not found",
+    fleet_edges: "Edges", fleet_cameras: "Cameras", fleet_group: "Group", fleet_all_groups: "All groups",
+    fleet_edge: "Edge", fleet_version: "Version", fleet_models: "Models", fleet_model: "Model",
+    fleet_config: "Config (runs / desired)", fleet_host: "Host", fleet_last_seen: "Last seen",
+    fleet_alerts: "Alerts", fleet_ok: "ok", fleet_fps: "fps", fleet_outbox: "Outbox",
+    fleet_actions: "Actions", fleet_remove: "Remove", fleet_export: "Export site file",
+    fleet_confirm_remove: "Remove camera {id}?", fleet_removed: "Camera {id} removed",
+    page_fleet: "Fleet",
   },
 };
 
