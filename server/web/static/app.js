@@ -16,6 +16,7 @@ const LOADERS = {
   console: () => import("./console.js").then((m) => m.createConsoleView),
   planner: () => import("./planner.js").then((m) => m.createPlannerView),
   fleet: () => import("./fleet.js").then((m) => m.createFleetView),
+  setup: () => import("./setup.js").then((m) => m.createSetupView),
 };
 
 function ctx() {
