@@ -200,6 +200,8 @@ def run_demo(site_path: Path, http_port: int = 8000, cameras: list[str] | None =
                 CITYWATCH_JWT_SECRET=secrets.token_urlsafe(48),
                 # The map shows each camera's latest annotated frame through the server.
                 CITYWATCH_EDGE_FRAME_URL=f"http://127.0.0.1:{edge_port}/cameras/{{camera_id}}/frame.jpg",
+                # Cameras added or changed in the web app reach the edge without a restart.
+                CITYWATCH_CONFIG_PUSH="on",
             )
             server = subprocess.Popen([sys.executable, "-m", "citywatch.cli", "server", "run"], env=env)
             procs.append(server)
