@@ -4,12 +4,14 @@ that the registry is the site), run the MQTT bridge, and push a change to the ed
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from typing import Any
 
 from fastapi import FastAPI
 
 from citywatch.site import SiteConfig
+from citywatch.site_doc import to_yaml
 from server.fleet import registry
 from server.fleet.bridge import FleetBridge
 from server.ingest.validate import Validator
@@ -19,13 +21,24 @@ log = logging.getLogger(__name__)
 
 
 async def start(app: FastAPI, settings: Settings, *, bridge: bool) -> None:
-    """Seed or load the registry into ``app.state.site``; start the bridge and push every config."""
+    """Seed or load the registry into ``app.state.site``; start the bridge and push every config.
+
+    The site file seeds the registry on the first start and whenever the file has changed since it
+    last did (the file wins then, and changes made in the web app since are replaced: logged); an
+    unchanged file leaves the registry, with the web app's changes, as it is.
+    """
     site: SiteConfig = app.state.site
+    seed = hashlib.sha256(to_yaml(site).encode()).hexdigest()
     async with app.state.pool.connection() as conn:
         try:
             stored = await registry.export_site(conn)
+            previous = await registry.seed_checksum(conn)
         except registry.NotSeededError:
-            await registry.import_site(conn, site, "site-file")
+            stored, previous = None, None
+        if stored is None or previous != seed:
+            if stored is not None:
+                log.warning("the site file changed since it seeded the fleet registry: re-importing it")
+            await registry.import_site(conn, site, "site-file", seed)
             stored = site
             log.info("fleet registry seeded from the site file (%d cameras)", len(site.cameras))
     if stored.site.id != site.site.id:

@@ -58,17 +58,29 @@ async def _groups(conn: psycopg.AsyncConnection[Any]) -> set[str]:
     return {str(r[0]) for r in await cur.fetchall()}
 
 
-async def import_site(conn: psycopg.AsyncConnection[Any], cfg: SiteConfig, actor: str) -> None:
+async def seed_checksum(conn: psycopg.AsyncConnection[Any]) -> str | None:
+    """The checksum of the site file last seeded at start (None: never seeded, or imported by hand)."""
+    cur = await conn.execute("SELECT seed_sha256 FROM fleet_site WHERE id = 1")
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+async def import_site(
+    conn: psycopg.AsyncConnection[Any], cfg: SiteConfig, actor: str, seed_sha256: str | None = None
+) -> None:
     """Replace the registry's site with ``cfg`` (one transaction, audited); every group's version grows."""
     doc = document(cfg)
     async with conn.transaction():
         before = await _groups(conn)
         await conn.execute("DELETE FROM fleet_cameras")
         await conn.execute(
-            "INSERT INTO fleet_site (id, site, mqtt_prefix, alerting, updated_by) VALUES (1, %s, %s, %s, %s) "
+            "INSERT INTO fleet_site (id, site, mqtt_prefix, alerting, seed_sha256, updated_by) "
+            "VALUES (1, %s, %s, %s, %s, %s) "
             "ON CONFLICT (id) DO UPDATE SET site = EXCLUDED.site, mqtt_prefix = EXCLUDED.mqtt_prefix, "
-            "alerting = EXCLUDED.alerting, updated_at = now(), updated_by = EXCLUDED.updated_by",
-            (Jsonb(doc["site"]), cfg.mqtt_prefix, Jsonb(doc.get("alerting", {})), actor),
+            "alerting = EXCLUDED.alerting, "
+            "seed_sha256 = coalesce(EXCLUDED.seed_sha256, fleet_site.seed_sha256), updated_at = now(), "
+            "updated_by = EXCLUDED.updated_by",
+            (Jsonb(doc["site"]), cfg.mqtt_prefix, Jsonb(doc.get("alerting", {})), seed_sha256, actor),
         )
         for pos, (cam, data) in enumerate(zip(cfg.cameras, doc["cameras"], strict=True)):
             await conn.execute(

@@ -7,6 +7,8 @@ CREATE TABLE fleet_site (
     site        jsonb NOT NULL,
     mqtt_prefix text NOT NULL,
     alerting    jsonb NOT NULL,
+    -- SHA-256 of the site file's content when it was last imported at start: a changed file re-seeds.
+    seed_sha256 text,
     updated_at  timestamptz NOT NULL DEFAULT now(),
     updated_by  text NOT NULL
 );

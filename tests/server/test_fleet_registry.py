@@ -146,3 +146,28 @@ def test_camera_edit_is_validated_versioned_and_audited(dsn: str) -> None:
         ("admin1", "camera_add", "cam-3"),
         ("admin1", "camera_remove", "cam-3"),
     ]
+
+
+def test_restart_keeps_web_changes_until_the_site_file_changes(dsn: str, tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.settings import Settings
+    from tests.server.helpers import login
+
+    settings = Settings.from_env({"DATABASE_URL": dsn, "CITYWATCH_JWT_SECRET": "s" * 40})
+    site = parse_site(RICH, env={})
+    added = {"name": "Web", "location": {"lat": 1, "lon": 1}, "source": {"kind": "webcam", "index": 1}}
+    with TestClient(create_app(settings, site, ingest=False)) as client:
+        login(client, dsn, "admin")
+        assert client.put("/api/v1/fleet/cameras/cam-web", json=added).status_code == 200
+    with TestClient(create_app(settings, site, ingest=False)) as client:  # same file: the registry stays
+        login(client, dsn, "admin")
+        ids = [c["id"] for c in client.get("/api/v1/fleet").json()["cameras"]]
+        assert ids == ["cam-1", "cam-2", "cam-web"]
+        assert "cam-web" in client.get("/api/v1/fleet/site.yaml").text
+    changed = parse_site(RICH.replace('name: "Round trip"', 'name: "Renamed"'), env={})
+    with TestClient(create_app(settings, changed, ingest=False)) as client:  # a changed file wins
+        login(client, dsn, "admin")
+        ids = [c["id"] for c in client.get("/api/v1/fleet").json()["cameras"]]
+        assert ids == ["cam-1", "cam-2"]
