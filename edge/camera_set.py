@@ -112,11 +112,12 @@ class CameraSet:
                 result.changed.append(cam.id)
             else:
                 result.added.append(cam.id)
+            if self.stop.is_set():  # the worker is stopping: start nothing new
+                continue
             runner = self.create(cam)
             self.start_new_schedulers()
             self.add(runner)
-            if not self.stop.is_set():
-                runner.start()
+            runner.start()
         log.info(
             "config %s applied in %.2f s: added %s, changed %s, removed %s, %d unchanged",
             version,
