@@ -91,6 +91,11 @@ class EdgeConfig(_Fleet):
     group: Id
     version: int = Field(ge=1, description="Grows with every change; an edge ignores older versions.")
     cameras: list[dict[str, Any]] = Field(max_length=1000)
+    models: dict[str, Sha256] = Field(
+        default_factory=dict,
+        description="Model rollout pins: model name or path -> the SHA-256 it must have on the edge. A "
+        "camera whose model does not match is not switched: the whole config is rejected.",
+    )
     ts: AwareDatetime
 
 

@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citywatch import __version__
-from citywatch.site import Camera, ConfigError, SiteConfig
+from citywatch.site import Camera, ConfigError, ConfigIssue, SiteConfig
 from citywatch.site_doc import document, resolve_paths, validate
 from contract.errors import ContractError
 from contract.fleet import (
@@ -68,6 +68,19 @@ def model_checksum(model: str) -> str | None:
                 digest.update(chunk)
     _checksums[key] = digest.hexdigest()
     return _checksums[key]
+
+
+def verify_models(pins: dict[str, str], base: Path) -> dict[str, str]:
+    """Each pinned model whose file is missing or has another checksum, with the reason."""
+    problems = {}
+    for name, want in pins.items():
+        path = Path(name) if Path(name).is_absolute() else base / name
+        have = model_checksum(str(path))
+        if have is None:
+            problems[name] = f"model not found on this edge ({path})"
+        elif have != want:
+            problems[name] = f"checksum mismatch: the edge has {have[:12]}, the rollout wants {want[:12]}"
+    return problems
 
 
 def host_facts(outbox_dir: Path) -> HostFacts:
@@ -197,6 +210,10 @@ class ConfigSync:
             validate(doc, f"config v{pushed.version} of group {pushed.group}"), self.base_dir
         )
         wanted = [self.prepare(c) for c in site.cameras if c.group == pushed.group or c.id in self.served]
+        problems = verify_models(pushed.models, self.base_dir)
+        if problems:  # a rollout whose model is not here, or not the one pinned: switch nothing
+            where = f"config v{pushed.version} of group {pushed.group}"
+            raise ConfigError(where, [ConfigIssue(f"models[{n!r}]", p) for n, p in problems.items()])
         return site, wanted
 
     def _reject(self, version: int | None, reason: str) -> None:

@@ -63,11 +63,24 @@ class CameraOut(BaseModel):
     alerts: list[str]
 
 
+class Rollout(BaseModel):
+    model: str | None
+    sha256: str | None
+    previous_model: str | None
+    previous_sha256: str | None
+
+
 class FleetOut(BaseModel):
     edges: list[EdgeOut]
     cameras: list[CameraOut]
     groups: list[str]
     desired: dict[str, int]
+    rollouts: dict[str, Rollout] = Field(description="The model pinned per group, and the one before.")
+
+
+class ModelAssign(BaseModel):
+    model: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00]*$", description="Path on the edges.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The checksum the edges must find.")
 
 
 def _site(request: Request) -> SiteConfig:
@@ -80,8 +93,16 @@ async def fleet(request: Request, pool: PoolDep, _: ViewerDep) -> FleetOut:
     site = _site(request)
     now = datetime.now(UTC)
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT camera_group, config_version FROM fleet_groups")
-        desired = {str(g): int(v) for g, v in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT camera_group, config_version, model, model_sha256, previous_model, previous_sha256 "
+            "FROM fleet_groups"
+        )
+        group_rows = await cur.fetchall()
+        desired = {str(r[0]): int(r[1]) for r in group_rows}
+        rollouts = {
+            str(r[0]): Rollout(model=r[2], sha256=r[3], previous_model=r[4], previous_sha256=r[5])
+            for r in group_rows
+        }
         cur = await conn.execute("SELECT camera_group, edge_id, announce, last_seen FROM fleet_edges")
         edge_rows = await cur.fetchall()
         cur = await conn.execute(
@@ -99,6 +120,13 @@ async def fleet(request: Request, pool: PoolDep, _: ViewerDep) -> FleetOut:
             alerts.append(f"config v{ann.get('rejected_version')} rejected: {ann['config_error'][:300]}")
         if want is not None and ann.get("config_version") != want:
             alerts.append(f"config drift: runs v{ann.get('config_version')}, desired v{want}")
+        pin = rollouts.get(group)
+        if (
+            pin is not None
+            and pin.sha256
+            and pin.sha256 not in {m.get("sha256") for m in ann.get("models", [])}
+        ):
+            alerts.append(f"model drift: {pin.sha256[:12]} is not running yet")
         if silent:
             alerts.append(f"silent for {int((now - last_seen).total_seconds())} s")
         edges.append(
@@ -144,7 +172,45 @@ async def fleet(request: Request, pool: PoolDep, _: ViewerDep) -> FleetOut:
             )
         )
     groups = sorted({c.group for c in site.cameras} | set(desired))
-    return FleetOut(edges=edges, cameras=cameras, groups=groups, desired=desired)
+    return FleetOut(edges=edges, cameras=cameras, groups=groups, desired=desired, rollouts=rollouts)
+
+
+GroupId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+@router.put(
+    "/groups/{group}/model",
+    summary="Roll a model out to a camera group, pinned by checksum (admin); edges refuse a mismatch",
+)
+async def assign_model(
+    group: GroupId, body: ModelAssign, request: Request, pool: PoolDep, admin: AdminDep
+) -> Rollout:
+    return await _rollout(group, body.model, body.sha256, request, pool, admin)
+
+
+@router.post("/groups/{group}/model/rollback", summary="Roll a group back to its previous model (admin)")
+async def rollback_model(group: GroupId, request: Request, pool: PoolDep, admin: AdminDep) -> Rollout:
+    return await _rollout(group, None, None, request, pool, admin)
+
+
+async def _rollout(
+    group: str, model: str | None, sha: str | None, request: Request, pool: Any, admin: Principal
+) -> Rollout:
+    try:
+        async with pool.connection() as conn:
+            cfg = await registry.assign_model(conn, group, model, sha, admin.name)
+            cur = await conn.execute(
+                "SELECT model, model_sha256, previous_model, previous_sha256 FROM fleet_groups "
+                "WHERE camera_group = %s",
+                (group,),
+            )
+            row = await cur.fetchone()
+    except registry.CameraRejectedError as exc:
+        issues = [FieldIssueOut(field=i.field, message=i.message).model_dump() for i in exc.issues]
+        code = status.HTTP_404_NOT_FOUND if "no camera group" in str(exc) else status.HTTP_409_CONFLICT
+        raise HTTPException(code, issues) from exc
+    await push(request.app, cfg, {group})
+    return Rollout(model=row[0], sha256=row[1], previous_model=row[2], previous_sha256=row[3])
 
 
 @router.get("/cameras/{camera_id}", summary="A camera's desired config (admin)")

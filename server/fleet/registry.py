@@ -183,15 +183,66 @@ async def desired_configs(
     """The config of each group (of ``groups``, or all), as it is pushed to the group's edge."""
     doc = await _document(conn)
     site_id = str(doc["site"]["id"])
-    cur = await conn.execute("SELECT camera_group, config_version FROM fleet_groups ORDER BY camera_group")
+    cur = await conn.execute(
+        "SELECT camera_group, config_version, model, model_sha256 FROM fleet_groups ORDER BY camera_group"
+    )
     now = datetime.now(UTC)
     out = []
-    for group, version in await cur.fetchall():
+    for group, version, model, sha in await cur.fetchall():
         if groups is not None and group not in groups:
             continue
         cams = [c for c in doc["cameras"] if c.get("group", "default") == group]
-        out.append(EdgeConfig(site_id=site_id, group=group, version=int(version), cameras=cams, ts=now))
+        pins = {model: sha} if model and sha else {}
+        out.append(
+            EdgeConfig(site_id=site_id, group=group, version=int(version), cameras=cams, models=pins, ts=now)
+        )
     return out
+
+
+async def assign_model(
+    conn: psycopg.AsyncConnection[Any], group: str, model: str | None, sha256: str | None, actor: str
+) -> SiteConfig:
+    """Roll a model out to every camera of ``group``, pinned by checksum (``model`` None: roll back to
+    the previous one). Edges refuse a pinned model whose file does not have that checksum."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT model, model_sha256, previous_model, previous_sha256 FROM fleet_groups "
+            "WHERE camera_group = %s FOR UPDATE",
+            (group,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise CameraRejectedError([FieldIssue("group", f"no camera group {group!r}")])
+        current, current_sha, previous, previous_sha = row
+        if model is None:
+            if not previous or not previous_sha:
+                raise CameraRejectedError([FieldIssue("model", "nothing to roll back to")])
+            model, sha256 = previous, previous_sha
+        doc = await _document(conn)
+        for cam in doc["cameras"]:
+            if cam.get("group", "default") == group:
+                cam["detector"] = {**cam.get("detector", {}), "model": model}
+        try:
+            cfg = validate(doc)
+        except ConfigError as exc:
+            raise CameraRejectedError(_camera_issues(exc, -1)) from exc
+        data = document(cfg)["cameras"]
+        for cam, cam_doc in zip(cfg.cameras, data, strict=True):
+            if cam.group == group:
+                await conn.execute(
+                    "UPDATE fleet_cameras SET config = %s, updated_at = now(), updated_by = %s "
+                    "WHERE camera_id = %s",
+                    (Jsonb(cam_doc), actor, cam.id),
+                )
+        await conn.execute(
+            "UPDATE fleet_groups SET model = %s, model_sha256 = %s, previous_model = %s, "
+            "previous_sha256 = %s, config_version = config_version + 1 WHERE camera_group = %s",
+            (model, sha256, current, current_sha, group),
+        )
+        await audit.append(
+            conn, actor, "model_rollout", "camera_group", group, {"model": model, "sha256": sha256}
+        )
+    return cfg
 
 
 async def mark_published(conn: psycopg.AsyncConnection[Any], configs: list[EdgeConfig]) -> None:

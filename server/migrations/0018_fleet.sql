@@ -28,7 +28,12 @@ CREATE INDEX fleet_cameras_group ON fleet_cameras (camera_group, position);
 CREATE TABLE fleet_groups (
     camera_group   text PRIMARY KEY,
     config_version integer NOT NULL DEFAULT 0,
-    published_at   timestamptz
+    published_at   timestamptz,
+    -- The model rolled out to the group, pinned by checksum, and the one before it (for a rollback).
+    model            text,
+    model_sha256     text,
+    previous_model   text,
+    previous_sha256  text
 );
 
 -- The last announcement of the edge serving each group (contract.fleet.EdgeAnnounce).

@@ -3,6 +3,7 @@ without stopping the others; a bad config rejected while every camera keeps runn
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import threading
@@ -184,6 +185,28 @@ def test_config_applies_without_restart_and_bad_config_is_rejected(
         steady = watcher.wait(lambda t, m: _beat("cam-a")(t, m) and m.get("config_version") == 3)
         assert restarted["uptime_s"] < steady["uptime_s"]
         assert steady["uptime_s"] > still["uptime_s"]
+
+        # v4/v5: a model rollout pinned by checksum. A mismatch is refused, nothing switches; the
+        # right checksum switches the group's cameras to the new model.
+        model = tmp_path / "model-v2.onnx"
+        model.write_bytes(b"not really a model, but bytes with a checksum")
+        good_sha = hashlib.sha256(model.read_bytes()).hexdigest()
+        rollout = [{**camera(c, clip), "detector": {"model": str(model)}} for c in ("cam-a", "cam-c")]
+        for version, sha in ((4, "0" * 64), (5, good_sha)):
+            msg = EdgeConfig(
+                site_id="push",
+                group="north",
+                version=version,
+                cameras=rollout,
+                models={str(model): sha},
+                ts=_now(),
+            )
+            watcher.publish(cfg, dump(msg))
+        refused = watcher.wait(lambda t, m: t == ann and m.get("rejected_version") == 4)
+        assert "checksum mismatch" in refused["config_error"] and refused["config_version"] == 3
+        switched = watcher.wait(lambda t, m: t == ann and m.get("config_version") == 5)
+        assert {"name": str(model), "sha256": good_sha} in switched["models"]
+        assert not switched.get("config_error")
     finally:
         stop_after.set()
         worker.join(30)

@@ -5,6 +5,7 @@ config that reaches the edge is rejected, every camera keeps running, and the fl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -179,6 +180,36 @@ def test_camera_added_in_the_api_counts_and_bad_config_is_shown(
             seen = {cam: last_seen(cam) for cam in ("cam-a", "cam-b")}
             for cam, at in seen.items():
                 _until(f"{cam} still running", partial(lambda c, t: last_seen(c) > t, cam, at), 10)
+
+            # Model rollout by checksum: a mismatch is refused (shown), the right one switches, and a
+            # rollback returns to the previous model.
+            models = {}
+            for name in ("a", "b"):
+                f = tmp_path / f"model-{name}.onnx"
+                f.write_bytes(f"model {name} bytes".encode())
+                models[name] = (str(f), hashlib.sha256(f.read_bytes()).hexdigest())
+
+            def rollout(model: str, sha: str) -> int:
+                r = client.put("/api/v1/fleet/groups/north/model", json={"model": model, "sha256": sha})
+                assert r.status_code == 200, r.text
+                return int(fleet()["desired"]["north"])
+
+            def running(sha: str, version: int) -> dict[str, Any] | None:
+                edge = edge_at(version)
+                return edge if edge and sha in {m.get("sha256") for m in edge["models"]} else None
+
+            mismatch = rollout(models["a"][0], "f" * 64)
+            refused = _until(
+                "checksum mismatch refused",
+                lambda: next((e for e in fleet()["edges"] if e["rejected_version"] == mismatch), None),
+                10,
+            )
+            assert any("checksum mismatch" in a for a in refused["alerts"])
+            _until("model a running", partial(running, models["a"][1], rollout(*models["a"])), 15)
+            _until("model b running", partial(running, models["b"][1], rollout(*models["b"])), 15)
+            r = client.post("/api/v1/fleet/groups/north/model/rollback")
+            assert r.status_code == 200 and r.json()["sha256"] == models["a"][1], r.text
+            _until("rolled back to a", partial(running, models["a"][1], fleet()["desired"]["north"]), 15)
     finally:
         stop.set()
         worker.join(30)
