@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from contract.fleet import EdgeAnnounce, HostFacts, ModelInfo, announce_topic, dump
-from tests.server.helpers import Publisher
+from tests.server.helpers import Publisher, poll
 from tests.web.conftest import ARTIFACTS, CAMERAS, Session, WebServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -51,10 +52,28 @@ def test_fleet_page_shows_edges_cameras_and_drift(
         s.page.screenshot(path=str(ARTIFACTS / "fleet-operator.png"), full_page=True)
         s.assert_no_errors()
 
+        # Two rollouts to the group: the admin rolls back to the first with one click (and a confirm).
+        proc = web_server.proc
+        for sha in ("1" * 64, "2" * 64):
+            r = httpx.put(
+                f"{proc.url}/api/v1/fleet/groups/default/model",
+                json={"model": f"/models/m-{sha[0]}.onnx", "sha256": sha},
+                headers=proc.headers,
+            )
+            assert r.status_code == 200, r.text
         admin = open_session("admin", lang="en")
         admin.page.click("#nav a[data-page=fleet]")
         admin.wait(f"#fleet-cameras tr[data-camera={CAMERAS[0]}] button.remove")
         assert admin.page.locator("#fleet-export").is_visible()
+        admin.page.on("dialog", lambda d: d.accept())
+        admin.wait("#fleet-edges tr[data-group=default] button.rollback")
+        admin.page.click("#fleet-edges tr[data-group=default] button.rollback")
+        rollouts = poll(
+            lambda: httpx.get(f"{proc.url}/api/v1/fleet", headers=proc.headers).json()["rollouts"],
+            lambda r: r["default"]["sha256"] == "1" * 64,
+        )
+        assert rollouts["default"]["sha256"] == "1" * 64
+        assert rollouts["default"]["previous_sha256"] == "2" * 64
         admin.assert_no_errors()
     finally:
         publisher.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)

@@ -44,6 +44,18 @@ export function createFleetView(root, { user }) {
     a.click();
   }
 
+  async function rollback(group) {
+    const pin = data.rollouts[group];
+    if (!window.confirm(t("fleet_confirm_rollback", { group, model: pin.previous_model }))) return;
+    try {
+      await request(`/api/v1/fleet/groups/${encodeURIComponent(group)}/model/rollback`, { method: "POST" });
+      toast(t("fleet_rolled_back", { group }));
+      await refresh();
+    } catch (e) {
+      toast(t("error", { detail: e.detail || e.message }), "error");
+    }
+  }
+
   async function remove(cam) {
     if (!window.confirm(t("fleet_confirm_remove", { id: cam.id }))) return;
     try {
@@ -67,7 +79,12 @@ export function createFleetView(root, { user }) {
     fill(edgesBody, data.edges.filter((e) => keep(e.group)).map((e) => h("tr", {
       dataset: { group: e.group }, class: e.alerts.length ? "alert" : "" },
     h("td", null, e.group), h("td", null, e.edge_id), h("td", null, e.version),
-    h("td", null, e.models.map((m) => `${m.name.split("/").pop()} ${short(m.sha256)}`).join(", ")),
+    h("td", null, e.models.map((m) => `${m.name.split("/").pop()} ${short(m.sha256)}`).join(", "),
+      data.rollouts[e.group]?.sha256 ? h("div", { class: "pin" }, `${t("fleet_pinned")} ${short(data.rollouts[e.group].sha256)}`) : null,
+      isAdmin && data.rollouts[e.group]?.previous_sha256
+        ? h("button", { type: "button", class: "rollback", onclick: () => rollback(e.group) },
+          `${t("fleet_rollback")} → ${short(data.rollouts[e.group].previous_sha256)}`)
+        : null),
     h("td", { class: "config" }, `v${e.config_version ?? "–"} / v${e.desired_version ?? "–"}`),
     h("td", null, `${e.host.cores} CPU${e.host.gpu ? `, ${e.host.gpu}` : ""}, ${fmtNumber(e.host.free_disk_bytes / 2 ** 30, 1)} GiB`),
     h("td", null, fmtDateTime(e.last_seen)), h("td", null, alertList(e.alerts)))));
