@@ -160,8 +160,19 @@ def test_camera_added_in_the_api_counts_and_bad_config_is_shown(
                 return int(row[0]) if row else 0
 
             assert _until("counts of cam-b in the database", lambda: counted("cam-b"), 40) > 0
-            cams = {c["id"]: c for c in fleet()["cameras"]}
-            assert cams["cam-b"]["config_version"] == before + 1 or cams["cam-b"]["state"] is not None
+            cam_b = _until(
+                "cam-b's heartbeat on the fleet view",
+                lambda: next(
+                    (
+                        c
+                        for c in fleet()["cameras"]
+                        if c["id"] == "cam-b" and c["config_version"] == before + 1
+                    ),
+                    None,
+                ),
+                10,
+            )
+            assert cam_b["fps"] is not None and cam_b["outbox_depth"] is not None and cam_b["alerts"] == []
 
             # A config the edge rejects (pushed past the API's validation): shown, every camera runs.
             version = before + 50
