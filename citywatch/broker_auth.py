@@ -79,6 +79,9 @@ def render_acl(cfg: SiteConfig, source: str = "the site config") -> str:
         f"topic write {prefix}/alerts/#",
         f"topic write {prefix}/acks/#",
         "topic read $SYS/broker/uptime",
+        "# Fleet (contract/fleet.py): the server alone pushes configs and reads the edges' announcements.",
+        f"topic write {prefix}/config/#",
+        f"topic read {prefix}/edges/#",
         "",
         "# Each edge publishes only under its own cameras' topics (the retained status last will too)",
         "# and reads only its own cameras' delivery confirmations.",
@@ -87,6 +90,9 @@ def render_acl(cfg: SiteConfig, source: str = "the site config") -> str:
         lines.append(f"user {edge_user(group)}")
         lines.extend(f"topic write {prefix}/v{MAJOR}/{site}/{cam}/#" for cam in cameras)
         lines.extend(f"topic read {prefix}/acks/v{MAJOR}/{site}/{cam}" for cam in cameras)
+        # Its own group's pushed config (read only) and its own announcement (write only).
+        lines.append(f"topic read {prefix}/config/v{MAJOR}/{site}/{group}")
+        lines.append(f"topic write {prefix}/edges/v{MAJOR}/{site}/{group}")
         lines.append("")
     return "\n".join(lines)
 

@@ -272,6 +272,8 @@ def run_demo(
                 CITYWATCH_JWT_SECRET=secrets.token_urlsafe(48),
                 # The map shows each camera's latest annotated frame through the server.
                 CITYWATCH_EDGE_FRAME_URL=f"http://127.0.0.1:{edge_port}/cameras/{{camera_id}}/frame.jpg",
+                # Cameras added or changed in the web app reach the edge without a restart.
+                CITYWATCH_CONFIG_PUSH="on",
             )
             edge_env = dict(env)
             if logins is not None:

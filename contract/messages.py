@@ -310,6 +310,9 @@ class HeartbeatMessage(Envelope):
     queue_ms: float | None = Field(
         default=None, ge=0, description="Mean wait of this camera's frames for the shared detector."
     )
+    config_version: int | None = Field(
+        default=None, ge=0, description="Version of the server-pushed config this camera runs (fleet)."
+    )
 
 
 Message = Annotated[

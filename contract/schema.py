@@ -7,13 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from contract.acks import AckMessage
+from contract.fleet import EdgeAnnounce, EdgeConfig
 from contract.messages import MESSAGE_TYPES, SCHEMA_VERSION
 
 
 def render_schemas() -> dict[str, str]:
     """File name -> JSON text of every payload schema."""
     out: dict[str, str] = {}
-    models: dict[str, type[Any]] = {**MESSAGE_TYPES, "ack": AckMessage}
+    models: dict[str, type[Any]] = {
+        **MESSAGE_TYPES,
+        "ack": AckMessage,
+        "announce": EdgeAnnounce,
+        "config": EdgeConfig,
+    }
     for kind, model in models.items():
         schema = model.model_json_schema(mode="serialization")
         schema["$id"] = f"https://citywatch.example/schemas/v{SCHEMA_VERSION}/{kind}.json"

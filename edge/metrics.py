@@ -135,7 +135,6 @@ def render_metrics(runners: Sequence[CameraRunner], outbox: Outbox, edge_id: str
 
 class MetricsServer:
     def __init__(self, host: str, port: int, runners: Sequence[CameraRunner], outbox: Outbox, edge_id: str):
-        runners_by_id = {r.camera.id: r for r in runners}
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -168,7 +167,8 @@ class MetricsServer:
                     body = json.dumps({"ok": ok, "outbox_depth": outbox.depth(), "cameras": cams}).encode()
                     self._send(200 if ok else 503, body, "application/json")
                 elif path.startswith("/cameras/") and path.endswith("/frame.jpg"):
-                    runner = runners_by_id.get(path.split("/")[2])
+                    # Looked up per request: cameras come and go with pushed configs (edge/camera_set.py).
+                    runner = next((r for r in list(runners) if r.camera.id == path.split("/")[2]), None)
                     image = runner.pipeline.annotated() if runner else None
                     if image is None:
                         self._send(404, b'{"detail": "no frame"}', "application/json")

@@ -63,6 +63,8 @@ class EdgeSettings:
     #: After a stop request, cameras that have not stopped within this many seconds are abandoned and
     #: the worker exits with an error naming them.
     shutdown_deadline_s: float = 15.0
+    #: Apply configs the server pushes to this worker's camera groups (edge/config_sync.py).
+    config_push: bool = False
 
     @classmethod
     def from_env(
@@ -92,6 +94,7 @@ class EdgeSettings:
                 confirm=_delivery(e.get("CITYWATCH_DELIVERY", "server")),
                 max_batch=_batch(e.get("CITYWATCH_MAX_BATCH", "auto")),
                 shutdown_deadline_s=float(e.get("CITYWATCH_SHUTDOWN_DEADLINE_S", "15")),
+                config_push=_on_off(e.get("CITYWATCH_CONFIG_PUSH", "off"), "CITYWATCH_CONFIG_PUSH"),
             )
         except ValueError as exc:
             raise SettingsError(str(exc)) from exc
@@ -101,6 +104,12 @@ def _delivery(value: str) -> bool:
     if value not in {"server", "broker"}:
         raise ValueError(f"CITYWATCH_DELIVERY must be 'server' or 'broker', not {value!r}")
     return value == "server"
+
+
+def _on_off(value: str, name: str) -> bool:
+    if value.lower() not in {"on", "off", "1", "0", "true", "false"}:
+        raise ValueError(f"{name} must be 'on' or 'off', not {value!r}")
+    return value.lower() in {"on", "1", "true"}
 
 
 def _batch(value: str) -> int:

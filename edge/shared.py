@@ -81,6 +81,12 @@ class SharedDetectors:
         for s in self._schedulers.values():
             s.start()
 
+    def start_new(self) -> None:
+        """Start the schedulers created since :meth:`start` (a camera added at run time)."""
+        for s in self._schedulers.values():
+            if s.ident is None:
+                s.start()
+
     def stop(self) -> None:
         for s in self._schedulers.values():
             s.stop()

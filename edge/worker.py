@@ -104,6 +104,7 @@ class CameraRunner(threading.Thread):
         )
         self.started_at = time.monotonic()
         self._state: tuple[StreamState, frozenset[HealthFlag]] | None = None
+        self.config_version: int | None = None  # of a pushed config (edge/camera_set.py)
 
     def run(self) -> None:
         self.publisher.start()
@@ -209,6 +210,7 @@ class CameraRunner(threading.Thread):
             reconnects=self.capture.reconnects,
             health=sorted(health),
             version=__version__,
+            config_version=self.config_version,
         )
         self.publisher.wake()
 
@@ -269,8 +271,9 @@ def run_worker(
     camera_ids: list[str] | None,
     duration: float | None = None,
     detector_factory: DetectorFactory | None = None,
+    stop_event: threading.Event | None = None,
 ) -> int:
-    """Run until SIGINT/SIGTERM (or ``duration`` seconds). Returns the process exit code.
+    """Run until SIGINT/SIGTERM (or ``duration`` seconds, or ``stop_event``). Returns the exit code.
 
     ``detector_factory`` replaces the model loading (tests); by default each distinct model is loaded
     once, warmed up and shared through a :class:`DetectScheduler`.
@@ -280,7 +283,7 @@ def run_worker(
     if unknown:
         log.error("cameras %s are not in the site config", unknown)
         return 2
-    stop = threading.Event()
+    stop = stop_event or threading.Event()
     signals = [0]
 
     def _signal(signum: int, frame: FrameType | None) -> None:
@@ -311,14 +314,12 @@ def _serve(
     duration: float | None,
     detector_factory: DetectorFactory | None,
 ) -> int:
+    from edge.camera_set import CameraSet  # noqa: PLC0415 (it imports CameraRunner from here)
+
     started = time.monotonic()
     cameras = []
     for cam_id in wanted:
-        cam = site.camera(cam_id)
-        if settings.model_override:
-            cam = cam.model_copy(
-                update={"detector": cam.detector.model_copy(update={"model": settings.model_override})}
-            )
+        cam = _prepared(site.camera(cam_id), settings)
         if isinstance(cam.source, FileSource):
             log.info("camera %s: %s", cam.id, describe(cam.source))
         cameras.append(cam)
@@ -329,14 +330,12 @@ def _serve(
         settings.outbox_max_messages,
         settings.outbox_max_bytes,
     )
-    runners = []
+    camera_set = CameraSet(site, settings, outbox, shared, stop)
+    runners = camera_set.runners  # the live list: cameras come and go with pushed configs
     for cam in cameras:
         if stop.is_set():
             break
-        detector, error = shared.detector_for(cam, stop, roi=partial(region_of_interest, cam))
-        runners.append(
-            CameraRunner(site, cam, settings, outbox, stop, detector, shared.scheduler_for(cam), error=error)
-        )
+        camera_set.add(camera_set.create(cam))
     shared.start()
     metrics = MetricsServer(settings.metrics_host, settings.metrics_port, runners, outbox, settings.edge_id)
     metrics.start()
@@ -350,9 +349,13 @@ def _serve(
         settings.metrics_host,
         metrics.port,
     )
+    sync = _config_sync(site, settings, camera_set, wanted) if settings.config_push else None
     remaining = None if duration is None else max(0.0, duration - (time.monotonic() - started))
     stop.wait(remaining)
     stop.set()
+    if sync is not None:
+        sync.stop()
+    camera_set.stop_all()
     shared.stop()
     stuck = _stop_all(runners, settings.shutdown_deadline_s)
     metrics.stop()
@@ -361,3 +364,20 @@ def _serve(
         return EXIT_STUCK
     outbox.close()
     return 0
+
+
+def _prepared(cam: Camera, settings: EdgeSettings) -> Camera:
+    if settings.model_override:
+        return cam.model_copy(
+            update={"detector": cam.detector.model_copy(update={"model": settings.model_override})}
+        )
+    return cam
+
+
+def _config_sync(site: SiteConfig, settings: EdgeSettings, camera_set: Any, wanted: list[str]) -> Any:
+    """Start applying pushed configs (edge/config_sync.py); CITYWATCH_CONFIG_PUSH=on."""
+    from edge.config_sync import ConfigSync  # noqa: PLC0415
+
+    sync = ConfigSync(site, settings, camera_set, wanted, prepare=partial(_prepared, settings=settings))
+    sync.start()
+    return sync

@@ -22,6 +22,8 @@ from server.auth import audit
 from server.auth.deps import require
 from server.auth.ratelimit import LoginLimiter, UserRateLimiter
 from server.auth.roles import Perm
+from server.fleet import api as fleet_api
+from server.fleet import lifecycle as fleet
 from server.ingest.service import IngestService
 from server.live import LiveHub, LiveRegistry
 from server.metrics import Metrics
@@ -76,7 +78,9 @@ def create_app(
             log.warning("live updates not ready yet (LISTEN connection); continuing")
         app.state.pool, app.state.hub = pool, hub
         app.state.live = LiveRegistry(hub, functools.partial(live.compute_change, pool))
-        service = IngestService(settings, site, shared_metrics) if ingest else None
+        await fleet.start(app, settings, bridge=ingest)  # app.state.site: the fleet registry's
+        service = IngestService(settings, app.state.site, shared_metrics) if ingest else None
+        app.state.ingest_service = service
         if service is not None:
             await asyncio.to_thread(service.start)
         engine = AlertEngine(settings, site, metrics=shared_metrics) if run_alerts else None
@@ -99,6 +103,7 @@ def create_app(
                 await asyncio.to_thread(engine.stop)
             if service is not None:
                 await asyncio.to_thread(service.stop)
+            await fleet.stop(app)
             await hub.stop()
             await pool.close()
 
@@ -126,6 +131,7 @@ def create_app(
     app.include_router(incidents.router)
     opendata.mount(app, site)  # /open/v1: public, no login
     app.include_router(clips.router)
+    app.include_router(fleet_api.router)
     web.mount(app)
     app.include_router(headers.docs)
     return app

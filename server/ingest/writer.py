@@ -368,7 +368,16 @@ class BatchWriter:
             entry["hb"] = Jsonb(
                 h.model_dump(
                     mode="json",
-                    include={"ts", "fps", "source_fps", "inference_ms", "outbox_depth", "health", "version"},
+                    include={
+                        "ts",
+                        "fps",
+                        "source_fps",
+                        "inference_ms",
+                        "outbox_depth",
+                        "health",
+                        "version",
+                        "config_version",  # the fleet page shows it (server/fleet/api.py)
+                    },
                 )
             )
         if not cams:

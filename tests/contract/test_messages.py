@@ -152,6 +152,8 @@ def test_json_schemas_are_current() -> None:
         "v1/heartbeat.json",
         "v1/evidence.json",
         "v1/ack.json",
+        "v1/announce.json",
+        "v1/config.json",
     }
 
 

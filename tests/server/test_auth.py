@@ -78,6 +78,14 @@ EXPECTED: dict[tuple[str, str], Perm | None] = {
         ("GET", f"/open/v1/{p}"): None
         for p in ("flow", "cameras.geojson", "alerts", "about", "usage", "catalog", "dumps/{dataset}/{file}")
     },
+    ("GET", "/api/v1/fleet"): Perm.LIVE,
+    ("GET", "/api/v1/fleet/cameras/{camera_id}"): Perm.ADMIN,
+    ("PUT", "/api/v1/fleet/cameras/{camera_id}"): Perm.ADMIN,
+    ("DELETE", "/api/v1/fleet/cameras/{camera_id}"): Perm.ADMIN,
+    ("GET", "/api/v1/fleet/site.yaml"): Perm.ADMIN,
+    ("PUT", "/api/v1/fleet/site.yaml"): Perm.ADMIN,
+    ("PUT", "/api/v1/fleet/groups/{group}/model"): Perm.ADMIN,
+    ("POST", "/api/v1/fleet/groups/{group}/model/rollback"): Perm.ADMIN,
 }
 #: Pages and files that hold no data (the page asks for a login before it fetches anything).
 PUBLIC_PAGES = {"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -95,6 +103,8 @@ BODIES: dict[str, Any] = {
     "/api/v1/users/{username}": {"disabled": False},
     "/api/v1/api-keys": {"name": "k", "role": "planner"},
     "/api/v1/alerting/rules": [],
+    "/api/v1/fleet/cameras/{camera_id}": {"name": ""},  # invalid: refused with 422, nothing changes
+    "/api/v1/fleet/groups/{group}/model": {"model": "m.onnx", "sha256": "0" * 64},
 }
 
 
@@ -120,7 +130,10 @@ def _call(client: TestClient, method: str, path: str) -> int:
         .replace("{name}", "no-such-key")
         .replace("{incident_id}", str(uuid.uuid4()))
         .replace("{camera_id}", "cam-a")
+        .replace("{group}", "no-such-group")  # 404: nothing rolled out under the other tests
     )
+    if method == "DELETE" and path.startswith("/api/v1/fleet/"):
+        concrete = concrete.replace("cam-a", "no-such-camera")  # 404: the other tests keep cam-a
     body = BODIES.get(path)
     if method == "POST" and "/incidents/" in path:
         body = {"note": "n", "assignee": "unit"}

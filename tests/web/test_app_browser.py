@@ -37,8 +37,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 # What each role's navigation offers; every other page must be unreachable.
 PAGES = {
-    "admin": {"map", "console", "planner"},
-    "operator": {"map"},
+    "admin": {"map", "console", "planner", "fleet", "setup"},
+    "operator": {"map", "fleet"},
     "police": {"map", "console"},
     "planner": {"planner"},
 }

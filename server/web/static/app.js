@@ -15,6 +15,8 @@ const LOADERS = {
   map: () => import("./map.js").then((m) => m.createMapView),
   console: () => import("./console.js").then((m) => m.createConsoleView),
   planner: () => import("./planner.js").then((m) => m.createPlannerView),
+  fleet: () => import("./fleet.js").then((m) => m.createFleetView),
+  setup: () => import("./setup.js").then((m) => m.createSetupView),
 };
 
 function ctx() {

@@ -1,11 +1,13 @@
 // What each role may see and do. The server enforces the same rules (403); the page only hides.
 
-export const PAGES = ["map", "console", "planner"];
+export const PAGES = ["map", "console", "planner", "fleet", "setup"];
 
 const PAGE_ROLES = {
   map: ["admin", "operator", "police"],
   console: ["admin", "police"],
   planner: ["admin", "planner"],
+  fleet: ["admin", "operator"],
+  setup: ["admin"],
 };
 
 const ACTION_ROLES = {
