@@ -154,7 +154,12 @@ ON CONFLICT (incident_id) DO UPDATE SET
     longitude = coalesce(excluded.longitude, i.longitude),
     snapshot_id = coalesce(i.snapshot_id, excluded.snapshot_id),
     last_event_at = greatest(i.last_event_at, excluded.last_event_at)
+WHERE i.camera_id = excluded.camera_id
+RETURNING incident_id
 """
+#: The camera that owns an incident (its first message's); an edge may only change its own cameras'
+#: incidents (the broker ACL binds each camera's topics to one edge credential).
+INCIDENT_OWNER: LiteralString = "SELECT camera_id FROM incidents WHERE incident_id = %s FOR UPDATE"
 INCIDENT_EVENT: LiteralString = """
 INSERT INTO incident_events (msg_id, incident_id, camera_id, event, ts, severity, summary, track_ids, details)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING

@@ -79,13 +79,36 @@ class BatchWriter:
             statuses = [m for m in fresh if isinstance(m, StatusMessage)]
             heartbeats = [m for m in fresh if isinstance(m, HeartbeatMessage)]
             self._counts(conn, counts, result)
+            rejected = [b for b in batch if isinstance(b, Rejected)]
+            incoming = {a.message.msg_id: a.incoming for a in batch if isinstance(a, Accepted)}
+            forged: set[UUID] = set()
             for incident in sorted(incidents, key=lambda m: m.ts):
-                self._incident(conn, incident)
+                owner = self._incident(conn, incident)
+                if owner is not None:
+                    # Another camera's incident: dead-lettered, nothing of it stored.
+                    detail = (
+                        f"incident_id: {incident.incident_id} belongs to camera {owner!r}, "
+                        f"not {incident.camera_id!r}"
+                    )
+                    log.warning("dead letter: incident_owner (msg %s): %s", incident.msg_id, detail)
+                    rejected.append(
+                        Rejected(
+                            incoming[incident.msg_id],
+                            "incident_owner",
+                            detail,
+                            incident.camera_id,
+                            str(incident.msg_id),
+                        )
+                    )
+                    forged.add(incident.msg_id)
+            if forged:
+                fresh = [m for m in fresh if m.msg_id not in forged]
+                incidents = [m for m in incidents if m.msg_id not in forged]
             self._status(conn, statuses)
             self._heartbeats(conn, heartbeats)
             self._live(conn, counts, heartbeats)
             self._gaps(conn, [m for m in fresh if not isinstance(m, StatusMessage)], result)
-            self._dead(conn, [b for b in batch if isinstance(b, Rejected)], result)
+            self._dead(conn, rejected, result)
             for m in fresh:
                 result.stored[str(m.kind)] += 1
                 result.cameras.add(m.camera_id)
@@ -213,10 +236,15 @@ class BatchWriter:
         ).fetchone()
         return int(row[0]) if row else None
 
-    def _incident(self, conn: Conn, m: IncidentMessage) -> None:
+    def _incident(self, conn: Conn, m: IncidentMessage) -> str | None:
+        """Upsert the incident and store its event; or, when the incident id belongs to another camera,
+        store nothing and return that camera (the caller dead-letters the message)."""
+        row = conn.execute(sql.INCIDENT_OWNER, (m.incident_id,)).fetchone()
+        if row is not None and row[0] != m.camera_id:
+            return str(row[0])
         snapshot_id = self._snapshot(conn, m)
         closed = m.event is IncidentEvent.END
-        conn.execute(
+        cur = conn.execute(
             sql.INCIDENT,
             (
                 m.incident_id,
@@ -239,6 +267,8 @@ class BatchWriter:
                 m.ts,
             ),
         )
+        if cur.fetchone() is None:  # the row locked above cannot change owner; this is only a guard
+            raise psycopg.errors.RaiseException(f"incident {m.incident_id}: owner changed concurrently")
         conn.execute(
             sql.INCIDENT_EVENT,
             (
@@ -253,6 +283,7 @@ class BatchWriter:
                 Jsonb(m.details),
             ),
         )
+        return None
 
     def _status(self, conn: Conn, statuses: list[StatusMessage]) -> None:
         if not statuses:

@@ -65,6 +65,18 @@ def _mutated(**changes: object) -> bytes:
         pytest.param(
             TOPIC, _mutated(ts=(NOW - timedelta(days=3650)).isoformat()), "too_old", id="ten-years-old"
         ),
+        # Names the site config does not know (issue 12, item 8): free text must not reach exports.
+        pytest.param(
+            TOPIC, good(cells={("L1", "nosuchdirection", "car"): 1}), "unknown_name", id="direction"
+        ),
+        pytest.param(
+            TOPIC, good(cells={("L1", "east", "car"): 1}), "unknown_name", id="other-lines-direction"
+        ),
+        pytest.param(TOPIC, good(cells={("L1", "north", "=HYPERLINK()"): 1}), "unknown_name", id="class"),
+        pytest.param(
+            TOPIC, good(cells={("L1", "north", "airplane"): 1}), "unknown_name", id="coco-not-listed"
+        ),
+        pytest.param(TOPIC, good(cells={("L9", "north", "car"): 1}), "unknown_name", id="line"),
     ],
 )
 def test_bad_input_is_rejected_with_reason(
@@ -74,6 +86,18 @@ def test_bad_input_is_rejected_with_reason(
     assert isinstance(result, Rejected)
     assert result.reason == reason
     assert result.detail
+
+
+def test_every_configured_direction_and_class_passes(validator: Validator) -> None:
+    cells = {(ln, d, c): 1 for ln, dirs in (("L1", ("north", "south")), ("L2", ("east", "west")))
+             for d in dirs for c in ("person", "bicycle", "car", "motorcycle", "bus", "truck")}  # fmt: skip
+    assert isinstance(validator.check(incoming(TOPIC, good(cells=cells))), Accepted)
+
+
+def test_unknown_direction_detail_names_the_allowed_ones(validator: Validator) -> None:
+    result = validator.check(incoming(TOPIC, good(cells={("L1", "nosuchdirection", "car"): 1})))
+    assert isinstance(result, Rejected)
+    assert "'nosuchdirection'" in result.detail and "'north' or 'south'" in result.detail
 
 
 def test_rejection_keeps_ids_for_the_log(validator: Validator) -> None:
