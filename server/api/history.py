@@ -16,10 +16,11 @@ from citywatch.site import SiteConfig
 from server.api.deps import PoolDep, SiteDep
 from server.api.errors import unprocessable
 from server.api.export import EXPORT_RESPONSES, Format, table_response
+from server.db.backend_header import BackendHeaderRoute
 from server.history import queries
 from server.history.bins import Granularity, floor_bucket
 
-router = APIRouter(prefix="/api/v1/history", tags=["history"])
+router = APIRouter(prefix="/api/v1/history", tags=["history"], route_class=BackendHeaderRoute)
 
 MAX_BUCKETS = 200_000
 _STEP = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}

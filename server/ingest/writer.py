@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, LiteralString
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -34,6 +35,7 @@ from contract import (
     StatusMessage,
 )
 from server.db.migrate import Backend
+from server.db.timescale import refresh_late
 from server.ingest import statements as sql
 from server.ingest.gaps import Gap, track
 from server.ingest.validate import DEAD_LETTER_PAYLOAD_MAX, Accepted, Rejected
@@ -55,6 +57,8 @@ class WriteResult:
     gap_messages: int = 0
     gap_filled: int = 0
     cameras: set[str] = field(default_factory=set)
+    #: Start of the earliest count bin stored (TimescaleDB: what :func:`refresh_late` needs).
+    earliest_bin: datetime | None = None
 
 
 def _csv(flags: list[HealthFlag]) -> str:
@@ -64,10 +68,22 @@ def _csv(flags: list[HealthFlag]) -> str:
 class BatchWriter:
     """Writes validated batches; one instance per (sync) connection, used from one thread."""
 
-    def __init__(self, backend: Backend, timezone: str, snapshot_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        timezone: str,
+        snapshot_dir: Path | None = None,
+        *,
+        refresh_late_bins: bool = True,
+    ) -> None:
+        """``refresh_late_bins`` (TimescaleDB): after each commit, refresh the continuous aggregates
+        below whose watermark bins were stored (see :func:`refresh_late`); the ingest service turns it
+        off and calls :meth:`refresh_late` itself, coalesced, so acknowledgements never wait for it."""
         self.backend = backend
         self.timezone = timezone
         self.snapshot_dir = snapshot_dir
+        self.refresh_late_bins = refresh_late_bins and backend == "timescale"
+        self._tz = ZoneInfo(timezone)
 
     def write(self, conn: Conn, batch: list[Accepted | Rejected]) -> WriteResult:
         """Store a batch in one transaction (committed on return); raise on any database error."""
@@ -122,7 +138,13 @@ class BatchWriter:
                     "incidents": len(incidents),
                 }
                 conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, json.dumps(note)))
+        if self.refresh_late_bins and result.earliest_bin is not None:
+            self.refresh_late(conn, result.earliest_bin)
         return result
+
+    def refresh_late(self, conn: Conn, earliest: datetime) -> int:
+        """TimescaleDB: make the bins stored since ``earliest`` visible in every continuous aggregate."""
+        return refresh_late(conn, earliest, self._tz) if self.backend == "timescale" else 0
 
     def _dedupe(self, conn: Conn, accepted: list[Accepted], result: WriteResult) -> list[Any]:
         unique: dict[UUID, Any] = {}
@@ -167,6 +189,8 @@ class BatchWriter:
         # A second message for a bin already stored (re-sent with a new id) changes nothing.
         result.duplicates += len(counts) - len(inserted)
         stored = [m for m in bins if (m.camera_id, m.bin_start) in inserted]
+        if stored:
+            result.earliest_bin = min(m.bin_start for m in stored)
         cells: dict[tuple[str, datetime, str, str, str], int] = {}
         for m in stored:
             for c in m.lines:
