@@ -11,9 +11,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
+
+from pydantic import ValidationError
 
 from citywatch.site import Camera, SiteConfig
 from contract import ContractError, CountsMessage, Message, parse_message, parse_topic
+from contract.messages import MAX_PAYLOAD_BYTES, MESSAGE_TYPES
+from contract.topics import Topic
 
 #: Bytes of a rejected payload kept in the dead-letter table (the size is recorded in full).
 DEAD_LETTER_PAYLOAD_MAX = 64 * 1024
@@ -134,10 +139,35 @@ class Validator:
         self._max_age = timedelta(days=max_age_days)
         self._clock = clock
 
+    @staticmethod
+    def _parse(payload: bytes, topic: Topic) -> Message:
+        """The contract's :func:`parse_message`, with a fast path for the common case.
+
+        The topic names the kind, so the payload is validated straight from JSON by that kind's model
+        (pydantic-core, about twice the rate of ``json.loads`` + the tagged union). The fast result is
+        used only when it is what the full path would accept: ``kind`` and ``schema_version`` present,
+        site and camera as in the topic. Anything else, valid or not, goes through the full path, which
+        gives the exact reason; so the contract is checked exactly as before, only faster."""
+        model = MESSAGE_TYPES.get(topic.kind)
+        if model is not None and len(payload) <= MAX_PAYLOAD_BYTES:
+            try:
+                fast = model.model_validate_json(payload)
+            except (ValidationError, ValueError, RecursionError):
+                fast = None
+            if (
+                fast is not None
+                and {"kind", "schema_version"} <= fast.model_fields_set
+                and fast.site_id == topic.site_id
+                and fast.camera_id == topic.camera_id
+                and fast.seq < 2**63
+            ):
+                return cast(Message, fast)
+        return parse_message(payload, topic)
+
     def check(self, incoming: Incoming) -> Accepted | Rejected:
         try:
             topic = parse_topic(incoming.topic, self._prefix)
-            message = parse_message(incoming.payload, topic)
+            message = self._parse(incoming.payload, topic)
         except ContractError as exc:
             cam, mid = _peek_ids(incoming.payload)
             return Rejected(incoming, exc.reason, str(exc)[:1000], cam, mid)

@@ -83,11 +83,16 @@ class BatchWriter:
         self.timezone = timezone
         self.snapshot_dir = snapshot_dir
         self.refresh_late_bins = refresh_late_bins and backend == "timescale"
+        self._staged: set[int] = set()  # backends (by pid) whose staging table exists
         self._tz = ZoneInfo(timezone)
 
     def write(self, conn: Conn, batch: list[Accepted | Rejected]) -> WriteResult:
         """Store a batch in one transaction (committed on return); raise on any database error."""
         result = WriteResult()
+        if self.backend == "plain" and conn.info.backend_pid not in self._staged:
+            # Outside the batch's transaction, so a rolled-back batch cannot take the table with it.
+            conn.execute(sql.STAGE_COUNTS_CREATE)
+            self._staged.add(conn.info.backend_pid)
         with conn.transaction():
             fresh = self._dedupe(conn, [b for b in batch if isinstance(b, Accepted)], result)
             counts = [m for m in fresh if isinstance(m, CountsMessage)]
@@ -198,19 +203,7 @@ class BatchWriter:
                 key = (m.camera_id, m.bin_start, c.line_id, c.direction, c.cls)
                 cells[key] = cells.get(key, 0) + c.count
         if cells:
-            cam, start, line, direction, cls = (list(col) for col in zip(*cells, strict=True))
-            conn.execute(
-                sql.COUNTS_PLAIN if plain else sql.COUNTS_TIMESCALE,
-                {
-                    "cam": cam,
-                    "start": start,
-                    "line": line,
-                    "dir": direction,
-                    "cls": cls,
-                    "n": list(cells.values()),
-                    "tz": self.timezone,
-                },
-            )
+            self._copy_counts(conn, cells)
         _insert_children(
             conn, sql.ZONES, [(m, z) for m in stored for z in m.zones],
             ("zone_id", "cls", "mean_count", "max_count", "entries", "mean_dwell_s"),
@@ -220,6 +213,31 @@ class BatchWriter:
             ("line_id", "direction", "cls", "n", "mean_kmh", "p85_kmh"),
         )  # fmt: skip
         self._movements(conn, stored)
+
+    def _copy_counts(self, conn: Conn, cells: dict[tuple[str, datetime, str, str, str], int]) -> None:
+        """COPY the count cells (text format; see :mod:`server.ingest.statements`)."""
+        text: dict[str, str] = {}  # each distinct name escaped once
+        stamps: dict[datetime, str] = {}
+        lines = []
+        for (cam, start, line, direction, cls), n in cells.items():
+            stamp = stamps.get(start)
+            if stamp is None:
+                stamp = stamps[start] = start.isoformat()
+            parts = []
+            for value in (cam, line, direction, cls):
+                esc = text.get(value)
+                if esc is None:
+                    esc = text[value] = _copy_escape(value)
+                parts.append(esc)
+            lines.append(f"{parts[0]}\t{stamp}\t{parts[1]}\t{parts[2]}\t{parts[3]}\t{n}\n")
+        data = "".join(lines).encode()
+        if self.backend == "plain":
+            with conn.cursor().copy(sql.COPY_STAGE_COUNTS) as copy:
+                copy.write(data)
+            conn.execute(sql.COUNTS_MERGE_PLAIN, {"tz": self.timezone})
+        else:
+            with conn.cursor().copy(sql.COPY_COUNTS) as copy:
+                copy.write(data)
 
     def _movements(self, conn: Conn, stored: list[CountsMessage]) -> None:
         """Movements of the bins inserted just now (so a re-sent bin adds nothing), like counts."""
@@ -469,6 +487,14 @@ class BatchWriter:
                 [r.incoming.payload[:DEAD_LETTER_PAYLOAD_MAX] for r in rejected],
             ),
         )
+
+
+_COPY_SPECIAL = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_escape(value: str) -> str:
+    """A value as COPY's text format needs it (backslash, tab, newline and CR escaped)."""
+    return value.translate(_COPY_SPECIAL)
 
 
 def _insert_children(

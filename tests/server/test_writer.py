@@ -206,3 +206,16 @@ def test_incident_of_another_camera_is_dead_lettered_not_rewritten(
     assert dead is not None and dead[:3] == ("incident_owner", "cam-other", str(forged.msg_id))
     assert "cam-own" in str(dead[3])
     assert one(conn, "SELECT count(*) FROM incidents WHERE camera_id = 'cam-other'") == 1
+
+
+def test_names_with_copy_special_characters_are_stored_verbatim(
+    conn: psycopg.Connection[tuple[object, ...]], writer: BatchWriter
+) -> None:
+    """Count cells go in through COPY's text format: backslash, tab and newline must survive it."""
+    odd = {("L1", "in\\to\tthe\ncity\r", "car"): 2, ("L1", "N", "bus\\"): 3}
+    writer.write(conn, [acc(counts(SITE, "cam-copy", 1, T0, odd))])
+    rows = conn.execute(
+        "SELECT direction, cls, count FROM counts WHERE camera_id = 'cam-copy' ORDER BY count"
+    ).fetchall()
+    assert rows == [("in\\to\tthe\ncity\r", "car", 2), ("N", "bus\\", 3)]
+    assert one(conn, "SELECT sum(count) FROM counts_1d WHERE camera_id = 'cam-copy'") == 5
