@@ -7,6 +7,13 @@ from another process.
 
     python bench/alert_latency.py --json
     python bench/alert_latency.py --incidents 100 --rate 1000 --spawn-broker --json
+    python bench/alert_latency.py --spawn-broker --drain 120000 --drain-cameras 2000 --json  # + a drain
+
+With ``--drain N`` a third phase publishes a backlog of N count messages as fast as the broker takes them
+(``--drain-cameras`` cameras, one bin per message, so 2,000 cameras x 60 bins is an hour of backlog),
+measures the same incidents while the server drains it, and reports the drain time (first publish to
+the last bin committed) and the stored rate. ``--database-url`` picks the backend: a cluster with
+TimescaleDB preloaded (scripts/timescaledb.sh: 127.0.0.1:5433) or plain PostgreSQL.
 
 Prints ``p50_ms``/``p99_ms`` (of the loaded phase) and both phases in full.
 """
@@ -32,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from _common import (
     CELLS,
     DEFAULT_DATABASE_URL,
@@ -130,6 +138,52 @@ def phase(
     return out
 
 
+def drain_phase(
+    args: argparse.Namespace,
+    mqtt_url: str,
+    db_url: str,
+    site_id: str,
+    prefix: str,
+    cams: list[str],
+    receiver: Receiver,
+    ctx: Any,
+) -> dict[str, Any]:
+    """Publish the backlog as fast as possible (faster than ingest stores it, so it queues at the
+    broker), the incidents meanwhile; time until every backlog bin is committed."""
+    n = args.drain - args.drain % len(cams)
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM count_bins").fetchone()
+    before = int(row[0]) if row else 0
+    q = ctx.Queue()
+    proc = ctx.Process(target=publish_job, args=(mqtt_url, site_id, prefix, cams, (1, n, 0.0, len(CELLS)), q))
+    t0 = time.time()
+    proc.start()
+    time.sleep(5.0)  # a backlog builds up first
+    during = phase(mqtt_url, site_id, prefix, receiver, args.incidents, args.gap, 20_000)
+    published = q.get(timeout=900)
+    proc.join(30)
+    stored = 0
+    deadline = time.monotonic() + args.drain_timeout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*), max(received_at) FROM count_bins").fetchone()
+            stored = int(row[0]) - before if row else 0
+            if stored >= n:
+                break
+            time.sleep(0.5)
+        row = conn.execute("SELECT extract(epoch FROM max(received_at)) FROM count_bins").fetchone()
+    last = float(row[0]) if row and row[0] is not None else time.time()
+    return {
+        "backlog_messages": n,
+        "cameras": len(cams),
+        "stored": stored,
+        "publish_s": round(published[1] - published[0], 1),
+        "drain_s": round(last - t0, 1),
+        "stored_msgs_per_s": round(stored / max(last - t0, 1e-9), 1),
+        "alerts_during_drain": during,
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="cw-alert-bench-"))
     broker = None
@@ -142,7 +196,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     receiver = Receiver()
     http, hook = receiver.serve()
     cams = [f"cam-{i:02d}" for i in range(N_CAMERAS)]
-    site_path = write_site(tmp, site_id, prefix, [*cams, "alert-cam"])
+    drain_cams = [f"drain-{i:04d}" for i in range(args.drain_cameras if args.drain else 0)]
+    site_path = write_site(tmp, site_id, prefix, [*cams, *drain_cams, "alert-cam"])
     site_path.write_text(
         site_path.read_text()
         + f"""alerting:
@@ -196,7 +251,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loaded = phase(mqtt_url, site_id, prefix, receiver, args.incidents, args.gap, 10_000)
         result["with_load"] = loaded
         result["p50_ms"], result["p99_ms"] = loaded.get("p50_ms"), loaded.get("p99_ms")
+        load.terminate()
+        load.join(10)
+        load = None
+        if args.drain:
+            result["drain"] = drain_phase(args, mqtt_url, db_url, site_id, prefix, drain_cams, receiver, ctx)
         result["bad_signatures"] = receiver.bad_signatures
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT value FROM citywatch_meta WHERE key = 'backend'").fetchone()
+        result["backend"] = row[0] if row else None
     finally:
         if load is not None:
             load.terminate()
@@ -226,6 +289,9 @@ def main() -> int:
     parser.add_argument("--incidents", type=int, default=100, help="incidents per phase")
     parser.add_argument("--gap", type=float, default=0.2, help="seconds between incidents")
     parser.add_argument("--rate", type=float, default=1000.0, help="count messages/s beside them")
+    parser.add_argument("--drain", type=int, default=0, help="backlog messages for the drain phase (0: none)")
+    parser.add_argument("--drain-cameras", type=int, default=2000, help="cameras of the backlog")
+    parser.add_argument("--drain-timeout", type=float, default=600.0, help="longest wait for the drain")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
