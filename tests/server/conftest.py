@@ -5,10 +5,12 @@ PostgreSQL or has TimescaleDB preloaded:
 
 - ``fresh_db``: a database on ``CITYWATCH_TEST_DATABASE_URL`` (default 127.0.0.1:5432) pinned to plain
   PostgreSQL (``migrate`` in any mode then keeps plain, and the tests' plain writers fit).
-- ``fresh_unpinned_db``: the same, not pinned (for the tests of backend choice itself).
 - ``fresh_ts_db``: a database on ``CITYWATCH_TEST_TIMESCALE_URL`` (default 127.0.0.1:5433, the cluster
   ``scripts/timescaledb.sh`` creates) pinned to TimescaleDB. Skipped (failed in CI) when that cluster is
   absent or does not preload TimescaleDB.
+- ``fresh_nopreload_db``: an unpinned database on ``CITYWATCH_TEST_NOPRELOAD_URL`` (default
+  127.0.0.1:5434, also from ``scripts/timescaledb.sh``), where TimescaleDB is installed but not
+  preloaded: the operator mistake the backend choice must survive.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from server.db.migrate import Backend, pin_backend, timescale_state
 from tests.conftest import in_ci
 
 DEFAULT_TIMESCALE_URL = "postgresql://postgres@127.0.0.1:5433/postgres"
+DEFAULT_NOPRELOAD_URL = "postgresql://postgres@127.0.0.1:5434/postgres"
 
 
 def _with_db(url: str, name: str) -> str:
@@ -44,13 +47,17 @@ def _fresh(admin_url: str, pin: Backend | None) -> Iterator[str]:
     try:
         admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        if pin == "timescale":
+        if pin != "plain":
             _unavailable(f"the TimescaleDB test cluster is not reachable at {admin_url} "
                          f"(run scripts/timescaledb.sh): {exc}")  # fmt: skip
         pytest.skip(f"PostgreSQL not reachable at {admin_url}: {exc}")
     with admin:
-        if pin == "timescale" and not timescale_state(admin).preloaded:
+        state = timescale_state(admin)
+        if pin == "timescale" and not state.preloaded:
             _unavailable(f"{admin_url} does not preload TimescaleDB (run scripts/timescaledb.sh)")
+        if pin is None and (not state.available or state.preloaded):
+            _unavailable(f"{admin_url} should have TimescaleDB installed but not preloaded "
+                         "(run scripts/timescaledb.sh)")  # fmt: skip
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = _with_db(admin_url, name)
     try:
@@ -74,10 +81,15 @@ def fresh_db(database_url: str) -> Iterator[str]:
     yield from _fresh(database_url, "plain")
 
 
-@pytest.fixture(scope="module")
-def fresh_unpinned_db(database_url: str) -> Iterator[str]:
-    """A new, empty database on the default cluster whose backend ``migrate`` chooses."""
-    yield from _fresh(database_url, None)
+@pytest.fixture(scope="session")
+def nopreload_url() -> str:
+    return os.environ.get("CITYWATCH_TEST_NOPRELOAD_URL", DEFAULT_NOPRELOAD_URL)
+
+
+@pytest.fixture
+def fresh_nopreload_db(nopreload_url: str) -> Iterator[str]:
+    """A new, empty, unpinned database where TimescaleDB is installed but not preloaded."""
+    yield from _fresh(nopreload_url, None)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from server.db.migrate import load_migrations, migrate, pin_backend, storage_backend, timescale_state
+from server.db.migrate import load_migrations, migrate, pin_backend, storage_backend
 from server.errors import MigrationError
 from tests.conftest import ROOT
 from tests.server.helpers import write_site
@@ -101,22 +101,11 @@ def test_upgrade_backfills_bin_totals(database_url: str) -> None:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _installed_not_preloaded(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        state = timescale_state(conn)
-    if not state.available or state.preloaded:
-        pytest.skip(
-            "needs a default cluster where TimescaleDB is installed but not preloaded "
-            f"(here: installed={state.available}, preloaded={state.preloaded})"
-        )
-
-
 def test_installed_but_not_preloaded_falls_back_with_one_warning(
-    fresh_unpinned_db: str, caplog: pytest.LogCaptureFixture
+    fresh_nopreload_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The operator mistake: CREATE EXTENSION would fail (FATAL); auto mode uses plain PostgreSQL."""
-    _installed_not_preloaded(fresh_unpinned_db)
-    with psycopg.connect(fresh_unpinned_db, autocommit=True) as conn, caplog.at_level(logging.WARNING):
+    with psycopg.connect(fresh_nopreload_db, autocommit=True) as conn, caplog.at_level(logging.WARNING):
         assert migrate(conn, "Asia/Ho_Chi_Minh", "auto").backend == "plain"
         assert migrate(conn, "Asia/Ho_Chi_Minh", "auto").backend == "plain"  # recorded: no new warning
         assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone() == (
@@ -151,18 +140,10 @@ def _server_run(url: str, tmp_path: Path, timescale: str) -> subprocess.Complete
 
 
 def test_server_run_refuses_when_timescale_required_but_not_preloaded(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, fresh_nopreload_db: str
 ) -> None:
     """CITYWATCH_TIMESCALE=on: `citywatch server run` exits 1 with the fix in the log (no psycopg FATAL)."""
-    _installed_not_preloaded(database_url)
-    name = f"cw_test_on_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        done = _server_run(database_url.rsplit("/", 1)[0] + f"/{name}", tmp_path, "on")
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    done = _server_run(fresh_nopreload_db, tmp_path, "on")
     out = done.stdout + done.stderr
     assert done.returncode == 1, out[-3000:]
     assert "not preloaded" in out and "shared_preload_libraries = 'timescaledb'" in out, out[-3000:]
