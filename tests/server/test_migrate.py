@@ -31,6 +31,7 @@ def test_migrate_applies_once_and_records_checksums(fresh_db: str) -> None:
             "0003_timescale",
             "0006_bin_totals_timescale",
             "0008_movements_timescale",
+            "0012_chunk_intervals",
         ]
         again = migrate(conn, "Asia/Ho_Chi_Minh", "auto")
         assert again.applied == [] and again.skipped == []
