@@ -54,11 +54,16 @@ def drop_database(admin_url: str, url: str) -> None:
 
 
 def write_site(folder: Path, site_id: str, prefix: str, cameras: list[str]) -> Path:
+    """A site whose cameras have the lines and directions of :data:`CELLS` (the server dead-letters
+    counts naming lines or directions its site config does not know)."""
     cams = "".join(
         f"""  - id: {c}
     name: "Camera {c}"
     location: {{lat: 13.77, lon: 109.22}}
     source: {{kind: webcam, index: 0}}
+    lines:
+      - {{id: L1, points: [[0.0, 0.5], [1.0, 0.5]], directions: {{positive: north, negative: south}}}}
+      - {{id: L2, points: [[0.5, 0.0], [0.5, 1.0]], directions: {{positive: east, negative: west}}}}
 """
         for c in cameras
     )

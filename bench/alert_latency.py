@@ -7,6 +7,14 @@ from another process.
 
     python bench/alert_latency.py --json
     python bench/alert_latency.py --incidents 100 --rate 1000 --spawn-broker --json
+    python bench/alert_latency.py --spawn-broker --drain 120000 --drain-cameras 2000 --json  # + a drain
+
+With ``--drain N`` the server is then stopped (an outage; the broker keeps its session and queues), a
+backlog of N count messages is published meanwhile (``--drain-cameras`` cameras, one bin per message, so
+2,000 cameras x 60 bins is an hour of backlog), the server is restarted, the same incidents are measured
+while it drains the backlog, and the drain time (restart, and first commit, to the last backlog bin
+committed) and the stored rate are reported. ``--database-url`` picks the backend: a cluster with
+TimescaleDB preloaded (scripts/timescaledb.sh: 127.0.0.1:5433) or plain PostgreSQL.
 
 Prints ``p50_ms``/``p99_ms`` (of the loaded phase) and both phases in full.
 """
@@ -32,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from _common import (
     CELLS,
     DEFAULT_DATABASE_URL,
@@ -50,6 +59,7 @@ from server.alerting.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_s
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-webhook-secret-0123456789"
 N_CAMERAS = 20
+PUBLISHERS = 4  # processes publishing the drain backlog
 
 
 class Receiver:
@@ -130,6 +140,67 @@ def phase(
     return out
 
 
+def publish_backlog(
+    args: argparse.Namespace, mqtt_url: str, site_id: str, prefix: str, cams: list[str], ctx: Any
+) -> float:
+    """The backlog, published while the server is down: one bin per message, from several processes
+    (an MQTT client has 65,535 packet ids, so one client cannot have more messages outstanding)."""
+    per_cam = max(1, args.drain // len(cams))
+    procs, q = [], ctx.Queue()
+    groups = [cams[i::PUBLISHERS] for i in range(PUBLISHERS)]
+    t0 = time.time()
+    for group in groups:
+        job = (1, per_cam * len(group), 0.0, len(CELLS))
+        proc = ctx.Process(target=publish_job, args=(mqtt_url, site_id, prefix, group, job, q))
+        proc.start()
+        procs.append(proc)
+    for _ in procs:
+        q.get(timeout=900)
+    for proc in procs:
+        proc.join(30)
+    return round(time.time() - t0, 1)
+
+
+def drain_phase(
+    args: argparse.Namespace,
+    mqtt_url: str,
+    db_url: str,
+    site_id: str,
+    prefix: str,
+    receiver: Receiver,
+    t_restart: float,
+) -> dict[str, Any]:
+    """The server is back (started at ``t_restart``) with the backlog queued at the broker: the
+    incidents while it drains, and the time until every backlog bin is committed."""
+    n = (args.drain // args.drain_cameras) * args.drain_cameras
+    t_ready = time.time()
+    during = phase(mqtt_url, site_id, prefix, receiver, args.incidents, args.gap, 20_000)
+    stored = 0
+    deadline = time.monotonic() + args.drain_timeout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM count_bins WHERE camera_id LIKE 'drain-%'").fetchone()
+            stored = int(row[0]) if row else 0
+            if stored >= n:
+                break
+            time.sleep(0.5)
+        row = conn.execute(
+            "SELECT extract(epoch FROM min(received_at)), extract(epoch FROM max(received_at)) "
+            "FROM count_bins WHERE camera_id LIKE 'drain-%'"
+        ).fetchone()
+    first = float(row[0]) if row and row[0] is not None else t_ready
+    last = float(row[1]) if row and row[1] is not None else time.time()
+    return {
+        "backlog_messages": n,
+        "cameras": args.drain_cameras,
+        "stored": stored,
+        "drain_s_from_restart": round(last - t_restart, 1),
+        "drain_s_first_to_last_commit": round(last - first, 1),
+        "stored_msgs_per_s": round(stored / max(last - first, 1e-9), 1),
+        "alerts_during_drain": during,
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="cw-alert-bench-"))
     broker = None
@@ -142,7 +213,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     receiver = Receiver()
     http, hook = receiver.serve()
     cams = [f"cam-{i:02d}" for i in range(N_CAMERAS)]
-    site_path = write_site(tmp, site_id, prefix, [*cams, "alert-cam"])
+    drain_cams = [f"drain-{i:04d}" for i in range(args.drain_cameras if args.drain else 0)]
+    site_path = write_site(tmp, site_id, prefix, [*cams, *drain_cams, "alert-cam"])
     site_path.write_text(
         site_path.read_text()
         + f"""alerting:
@@ -162,18 +234,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "DATABASE_URL": db_url,
         "MQTT_URL": mqtt_url,
         "MQTT_CLIENT_ID": f"alert-bench-{tag}",
-        "MQTT_SESSION_EXPIRY_S": "60",
+        "MQTT_SESSION_EXPIRY_S": "3600",
         "CITYWATCH_SITE": str(site_path),
         "CITYWATCH_HTTP_PORT": str(port),
     }
     log_file = (tmp / "server.log").open("wb")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("citywatch")), "server", "run"],
-        env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT,
-    )  # fmt: skip
-    result: dict[str, Any] = {"incidents_per_phase": args.incidents, "load_rate": args.rate}
-    load = None
-    try:
+
+    def start_server() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("citywatch")), "server", "run"],
+            env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
@@ -183,6 +254,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 pass
             time.sleep(0.2)
         time.sleep(2.0)  # the alert engine's subscription
+        return proc
+
+    def stop_server(proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    server = start_server()
+    result: dict[str, Any] = {"incidents_per_phase": args.incidents, "load_rate": args.rate}
+    load = None
+    try:
         result["baseline"] = phase(mqtt_url, site_id, prefix, receiver, args.incidents, args.gap, 1)
         seconds = args.incidents * args.gap + 10
         ctx = multiprocessing.get_context("spawn")
@@ -196,16 +280,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loaded = phase(mqtt_url, site_id, prefix, receiver, args.incidents, args.gap, 10_000)
         result["with_load"] = loaded
         result["p50_ms"], result["p99_ms"] = loaded.get("p50_ms"), loaded.get("p99_ms")
+        load.terminate()
+        load.join(10)
+        load = None
+        if args.drain:
+            stop_server(server)  # the outage: the broker keeps the server's session and queues for it
+            backlog_s = publish_backlog(args, mqtt_url, site_id, prefix, drain_cams, ctx)
+            t_restart = time.time()
+            server = start_server()
+            result["drain"] = drain_phase(args, mqtt_url, db_url, site_id, prefix, receiver, t_restart)
+            result["drain"]["backlog_publish_s"] = backlog_s
         result["bad_signatures"] = receiver.bad_signatures
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT value FROM citywatch_meta WHERE key = 'backend'").fetchone()
+        result["backend"] = row[0] if row else None
     finally:
         if load is not None:
             load.terminate()
             load.join(10)
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
         log_file.close()
         http.shutdown()
         if broker is not None:
@@ -226,6 +319,9 @@ def main() -> int:
     parser.add_argument("--incidents", type=int, default=100, help="incidents per phase")
     parser.add_argument("--gap", type=float, default=0.2, help="seconds between incidents")
     parser.add_argument("--rate", type=float, default=1000.0, help="count messages/s beside them")
+    parser.add_argument("--drain", type=int, default=0, help="backlog messages for the drain phase (0: none)")
+    parser.add_argument("--drain-cameras", type=int, default=2000, help="cameras of the backlog")
+    parser.add_argument("--drain-timeout", type=float, default=600.0, help="longest wait for the drain")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

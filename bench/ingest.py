@@ -3,6 +3,12 @@ the same rows, and publish-to-commit latency at a steady 1,000 messages/s.
 
     python bench/ingest.py --json                      # the local broker and database
     python bench/ingest.py --spawn-broker --json       # own mosquitto with the deployed limits
+    python bench/ingest.py --spawn-broker --baseline /path/to/older/checkout --json   # side by side
+    python bench/ingest.py --spawn-broker --database-url postgresql://postgres@127.0.0.1:5433/postgres
+
+``--baseline`` runs the same benchmark of another checkout (its own code, PYTHONPATH set to it) in the
+same invocation, first, and prints both results. ``--database-url`` picks the backend (a cluster with
+TimescaleDB preloaded, as scripts/timescaledb.sh starts on 5433, or plain PostgreSQL).
 
 Each run uses a scratch database (dropped afterwards) and a unique topic prefix and client id.
 """
@@ -13,6 +19,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -226,7 +233,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         cp.write_row(r)
             c1 = time.perf_counter()
         copy_rows = len(bins) + len(cells)
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT value FROM citywatch_meta WHERE key = 'backend'").fetchone()
         return {
+            "backend": row[0] if row else None,
+            "load_average_1m": round(os.getloadavg()[0], 2),
             "broker": f"spawned mosquitto (max_inflight_messages {args.broker_inflight})"
             if args.spawn_broker
             else mqtt_url,
@@ -253,6 +264,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    """The same benchmark from another checkout, in a subprocess running that checkout's code."""
+    root = args.baseline.resolve()
+    cmd = [sys.executable, str(root / "bench" / "ingest.py"), "--json", "--database-url", args.database_url,
+           "--messages", str(args.messages), "--rate", str(args.rate), "--seconds", str(args.seconds),
+           "--batch-size", str(args.batch_size), "--cells", str(args.cells)]  # fmt: skip
+    if args.spawn_broker:
+        cmd += ["--spawn-broker", "--broker-inflight", str(args.broker_inflight)]
+    else:
+        cmd += ["--mqtt-url", args.mqtt_url]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=1200, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return {"error": f"exit {done.returncode}: {done.stderr[-2000:]}"}
+    out: dict[str, Any] = json.loads(lines[-1])
+    out["checkout"] = str(root)
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -274,10 +306,11 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--cells", type=int, default=len(CELLS), help="non-zero cells per message (1..16)")
+    parser.add_argument("--baseline", type=Path, help="also run this other checkout's bench/ingest.py first")
     args = parser.parse_args()
     args.cells = max(1, min(args.cells, len(CELLS)))
     logging.basicConfig(level=logging.WARNING)
-    result = run(args)
+    result = run(args) if args.baseline is None else {"baseline": run_baseline(args), "this": run(args)}
     if args.json:
         print(json.dumps(result))
     else:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All set-up on a fresh Debian machine: Python environment, system services (Mosquitto, PostgreSQL,
-# Chromium), started if not running. Idempotent: a second run installs nothing.
+# Chromium, TimescaleDB and its test cluster), started if not running. Idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +38,9 @@ if ! port_open 5432; then
     su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
 fi
 for _ in $(seq 1 30); do port_open 5432 && port_open 1883 && break; sleep 1; done
+
+# --- TimescaleDB: built from ../shared/vendor-src once, and the tests' own cluster on 5433 -------
+scripts/timescaledb.sh
 
 # --- Python environment ------------------------------------------------------------------------
 if [ ! -x .venv/bin/python ]; then

@@ -25,12 +25,13 @@ from server.api.export import EXPORT_RESPONSES, Format, table_response_async
 from server.api.limits import check_cells, check_span
 from server.auth.deps import PrincipalDep
 from server.auth.roles import Perm
+from server.db.backend_header import BackendHeaderRoute
 from server.history import queries
 from server.history.bins import Granularity, floor_bucket
 from server.history.privacy import snap, suppress
 from server.settings import Settings
 
-router = APIRouter(prefix="/api/v1/history", tags=["history"])
+router = APIRouter(prefix="/api/v1/history", tags=["history"], route_class=BackendHeaderRoute)
 
 _STEP = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 

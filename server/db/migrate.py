@@ -4,7 +4,8 @@ Files are ``server/migrations/NNNN_name.sql``. A first line ``-- citywatch: back
 ``-- citywatch: backend=timescale`` limits a file to one storage backend; on the other it is recorded
 as skipped (its checksum is still kept, so an edited file is noticed either way). The backend is chosen
 on the first run (TimescaleDB when the extension is available, unless ``CITYWATCH_TIMESCALE=off``) and
-recorded; later runs keep it.
+recorded; later runs keep it. Installed but not preloaded (``shared_preload_libraries``) counts as
+unavailable in ``auto`` mode, with one warning saying how to enable it; ``on`` then refuses to start.
 """
 
 from __future__ import annotations
@@ -87,24 +88,72 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
+#: What an operator must do when the extension is installed but not loaded at server start.
+PRELOAD_HINT = (
+    "TimescaleDB is installed in this PostgreSQL but not preloaded: add "
+    "shared_preload_libraries = 'timescaledb' to postgresql.conf and restart PostgreSQL to use it "
+    "(or set CITYWATCH_TIMESCALE=off to use plain PostgreSQL without this warning)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TimescaleState:
+    """What the server can tell about TimescaleDB on a connection."""
+
+    available: bool  # the extension's files are installed (pg_available_extensions)
+    preloaded: bool  # its library is in shared_preload_libraries (needed to create or use it)
+    created: bool  # CREATE EXTENSION was run in this database
+
+
+def timescale_state(conn: psycopg.Connection[tuple[object, ...]]) -> TimescaleState:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'), "
+        "'timescaledb' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), "
+        "' ', ''), ',')), "
+        "EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+    ).fetchone()
+    assert row is not None
+    return TimescaleState(bool(row[0]), bool(row[1]), bool(row[2]))
+
+
 def _choose_backend(conn: psycopg.Connection[tuple[object, ...]], mode: str) -> Backend:
+    state = timescale_state(conn)
     row = conn.execute("SELECT value FROM citywatch_meta WHERE key = 'backend'").fetchone()
     if row is not None:
         recorded = str(row[0])
         if mode == "on" and recorded != "timescale":
             raise MigrationError("CITYWATCH_TIMESCALE=on but this database was set up without TimescaleDB")
+        if recorded == "timescale" and not state.preloaded:
+            raise MigrationError(
+                "this database was set up with TimescaleDB, which is not preloaded now: add "
+                "shared_preload_libraries = 'timescaledb' to postgresql.conf and restart PostgreSQL"
+            )
         return "timescale" if recorded == "timescale" else "plain"
-    available = conn.execute(
-        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
-    ).fetchone()
-    has_ext = bool(available and available[0])
-    if mode == "on" and not has_ext:
+    if mode == "on" and not state.available:
         raise MigrationError("CITYWATCH_TIMESCALE=on but the timescaledb extension is not available")
-    backend: Backend = "timescale" if has_ext and mode != "off" else "plain"
+    if mode == "on" and not state.preloaded:
+        raise MigrationError(f"CITYWATCH_TIMESCALE=on but {PRELOAD_HINT}")
+    backend: Backend = "timescale" if state.available and state.preloaded and mode != "off" else "plain"
+    if state.available and not state.preloaded and mode == "auto":
+        # The common operator mistake: CREATE EXTENSION would fail with a FATAL. Fall back, loudly once.
+        log.warning("using plain PostgreSQL: %s", PRELOAD_HINT)
     if backend == "timescale":
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     conn.execute("INSERT INTO citywatch_meta (key, value) VALUES ('backend', %s)", (backend,))
     return backend
+
+
+def pin_backend(conn: psycopg.Connection[tuple[object, ...]], backend: Backend) -> None:
+    """Record the backend before the first :func:`migrate` (tests pin each tier's backend with it)."""
+    with conn.transaction():
+        conn.execute(_BOOTSTRAP.encode())
+        if backend == "timescale":
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        conn.execute(
+            "INSERT INTO citywatch_meta (key, value) VALUES ('backend', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (backend,),
+        )
 
 
 def _render(migration: Migration, conn: psycopg.Connection[tuple[object, ...]], timezone: str) -> bytes:

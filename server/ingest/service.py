@@ -25,6 +25,11 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 Item = tuple[int, Incoming]
+#: Shortest interval between refreshes of late bins into the continuous aggregates under load; a slow
+#: refresh (a backlog of old bins re-materializes whole buckets) stretches it to LATE_REFRESH_SHARE.
+LATE_REFRESH_EVERY_S = 1.0
+#: A refresh may take at most this share of the writer's time while batches keep coming.
+LATE_REFRESH_SHARE = 0.1
 
 
 class IngestService:
@@ -51,6 +56,9 @@ class IngestService:
         self._preparer = threading.Thread(target=self._prepare_loop, name="citywatch-validate", daemon=True)
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._writer: BatchWriter | None = None
+        self._late_since: datetime | None = None  # earliest bin stored since the last late refresh
+        self._late_at = 0.0  # time.monotonic() of that refresh
+        self._late_every = LATE_REFRESH_EVERY_S
 
     def start(self) -> None:
         self._preparer.start()
@@ -99,7 +107,11 @@ class IngestService:
                 dsn, autocommit=True, connect_timeout=5, application_name="citywatch-ingest"
             )
             backend = storage_backend(self._conn)
-            self._writer = BatchWriter(backend, self._timezone, self.settings.snapshot_dir)
+            # Late bins are refreshed into the continuous aggregates after the acknowledgement, coalesced
+            # (see _refresh_late), not inside write(): a backlog drain would refresh after every batch.
+            self._writer = BatchWriter(
+                backend, self._timezone, self.settings.snapshot_dir, refresh_late_bins=False
+            )
             log.info("ingest writer connected to the database (%s)", backend)
         assert self._writer is not None
         return self._conn, self._writer
@@ -204,6 +216,7 @@ class IngestService:
         try:
             batch, checked = self._prepared.get(timeout=0.2)
         except queue.Empty:
+            self._refresh_late(force=True)  # the stream paused: nothing waits behind the refresh
             return
         result = self._write(checked)
         if result is None:
@@ -232,3 +245,25 @@ class IngestService:
         )
         if self._on_commit is not None:
             self._on_commit(result)
+        if result.earliest_bin is not None:
+            self._late_since = min(self._late_since or result.earliest_bin, result.earliest_bin)
+        self._refresh_late(force=False)
+
+    def _refresh_late(self, *, force: bool) -> None:
+        """TimescaleDB: bring bins stored below an aggregate's watermark into it, at most once a second
+        while batches keep coming, and less often when refreshes are slow (they then take at most
+        LATE_REFRESH_SHARE of the time: a drain of old bins is not stalled by re-materializing); at once
+        when the stream pauses. A failure leaves it pending."""
+        if self._late_since is None or self._writer is None or self._conn is None:
+            return
+        if not force and time.monotonic() - self._late_at < self._late_every:
+            return
+        t0 = time.monotonic()
+        try:
+            self._writer.refresh_late(self._conn, self._late_since)
+        except psycopg.Error as exc:
+            log.warning("refreshing late bins into the aggregates failed (%s); will retry", exc)
+            return
+        now = time.monotonic()
+        self._late_every = max(LATE_REFRESH_EVERY_S, (now - t0) / LATE_REFRESH_SHARE)
+        self._late_since, self._late_at = None, now

@@ -76,6 +76,25 @@ BINS_TIMESCALE: LiteralString = BINS_ROWS + "SELECT camera_id, bin_start FROM in
 COUNTS_PLAIN = _with_rollups(COUNTS_ROWS, COUNTS_ROLLUP_TEMPLATE, "SELECT count(*) FROM ins")
 COUNTS_TIMESCALE: LiteralString = COUNTS_ROWS + "SELECT count(*) FROM ins"  # noqa: S608
 
+# The count cells go in with COPY (text format, built by the writer): far cheaper on the client than
+# arrays, whose elements psycopg dumps one by one. TimescaleDB: straight into the hypertable. Plain
+# PostgreSQL: into a per-connection staging table, merged with the rollups in one set-based statement.
+COPY_COUNTS: LiteralString = "COPY counts (camera_id, bin_start, line_id, direction, cls, count) FROM STDIN"
+STAGE_COUNTS_CREATE: LiteralString = """
+CREATE TEMP TABLE IF NOT EXISTS stage_counts (LIKE counts) ON COMMIT DELETE ROWS
+"""
+COPY_STAGE_COUNTS: LiteralString = (
+    "COPY stage_counts (camera_id, bin_start, line_id, direction, cls, count) FROM STDIN"
+)
+COUNTS_STAGE_ROWS: LiteralString = """
+WITH ins AS (
+    INSERT INTO counts (camera_id, bin_start, line_id, direction, cls, count)
+    SELECT camera_id, bin_start, line_id, direction, cls, count FROM stage_counts
+    RETURNING camera_id, bin_start, line_id, direction, cls, count
+)
+"""
+COUNTS_MERGE_PLAIN = _with_rollups(COUNTS_STAGE_ROWS, COUNTS_ROLLUP_TEMPLATE, "SELECT count(*) FROM ins")
+
 ZONES: LiteralString = """
 INSERT INTO zone_occupancy (camera_id, bin_start, zone_id, cls, mean_count, max_count, entries, mean_dwell_s)
 SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::real[], %b::int[],
@@ -160,7 +179,12 @@ ON CONFLICT (incident_id) DO UPDATE SET
     longitude = coalesce(excluded.longitude, i.longitude),
     snapshot_id = coalesce(i.snapshot_id, excluded.snapshot_id),
     last_event_at = greatest(i.last_event_at, excluded.last_event_at)
+WHERE i.camera_id = excluded.camera_id
+RETURNING incident_id
 """
+#: The camera that owns an incident (its first message's); an edge may only change its own cameras'
+#: incidents (the broker ACL binds each camera's topics to one edge credential).
+INCIDENT_OWNER: LiteralString = "SELECT camera_id FROM incidents WHERE incident_id = %s FOR UPDATE"
 INCIDENT_EVENT: LiteralString = """
 INSERT INTO incident_events (msg_id, incident_id, camera_id, event, ts, severity, summary, track_ids, details)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, LiteralString
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -35,6 +36,7 @@ from contract import (
     StatusMessage,
 )
 from server.db.migrate import Backend
+from server.db.timescale import refresh_late
 from server.ingest import statements as sql
 from server.ingest.gaps import Gap, track
 from server.ingest.validate import DEAD_LETTER_PAYLOAD_MAX, Accepted, Rejected
@@ -56,6 +58,8 @@ class WriteResult:
     gap_messages: int = 0
     gap_filled: int = 0
     cameras: set[str] = field(default_factory=set)
+    #: Start of the earliest count bin stored (TimescaleDB: what :func:`refresh_late` needs).
+    earliest_bin: datetime | None = None
 
 
 def _csv(flags: list[HealthFlag]) -> str:
@@ -65,14 +69,31 @@ def _csv(flags: list[HealthFlag]) -> str:
 class BatchWriter:
     """Writes validated batches; one instance per (sync) connection, used from one thread."""
 
-    def __init__(self, backend: Backend, timezone: str, snapshot_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        timezone: str,
+        snapshot_dir: Path | None = None,
+        *,
+        refresh_late_bins: bool = True,
+    ) -> None:
+        """``refresh_late_bins`` (TimescaleDB): after each commit, refresh the continuous aggregates
+        below whose watermark bins were stored (see :func:`refresh_late`); the ingest service turns it
+        off and calls :meth:`refresh_late` itself, coalesced, so acknowledgements never wait for it."""
         self.backend = backend
         self.timezone = timezone
         self.snapshot_dir = snapshot_dir
+        self.refresh_late_bins = refresh_late_bins and backend == "timescale"
+        self._staged: set[int] = set()  # backends (by pid) whose staging table exists
+        self._tz = ZoneInfo(timezone)
 
     def write(self, conn: Conn, batch: list[Accepted | Rejected]) -> WriteResult:
         """Store a batch in one transaction (committed on return); raise on any database error."""
         result = WriteResult()
+        if self.backend == "plain" and conn.info.backend_pid not in self._staged:
+            # Outside the batch's transaction, so a rolled-back batch cannot take the table with it.
+            conn.execute(sql.STAGE_COUNTS_CREATE)
+            self._staged.add(conn.info.backend_pid)
         with conn.transaction():
             fresh = self._dedupe(conn, [b for b in batch if isinstance(b, Accepted)], result)
             counts = [m for m in fresh if isinstance(m, CountsMessage)]
@@ -80,15 +101,38 @@ class BatchWriter:
             statuses = [m for m in fresh if isinstance(m, StatusMessage)]
             heartbeats = [m for m in fresh if isinstance(m, HeartbeatMessage)]
             self._counts(conn, counts, result)
+            rejected = [b for b in batch if isinstance(b, Rejected)]
+            incoming = {a.message.msg_id: a.incoming for a in batch if isinstance(a, Accepted)}
+            forged: set[UUID] = set()
             for incident in sorted(incidents, key=lambda m: m.ts):
-                self._incident(conn, incident)
+                owner = self._incident(conn, incident)
+                if owner is not None:
+                    # Another camera's incident: dead-lettered, nothing of it stored.
+                    detail = (
+                        f"incident_id: {incident.incident_id} belongs to camera {owner!r}, "
+                        f"not {incident.camera_id!r}"
+                    )
+                    log.warning("dead letter: incident_owner (msg %s): %s", incident.msg_id, detail)
+                    rejected.append(
+                        Rejected(
+                            incoming[incident.msg_id],
+                            "incident_owner",
+                            detail,
+                            incident.camera_id,
+                            str(incident.msg_id),
+                        )
+                    )
+                    forged.add(incident.msg_id)
+            if forged:
+                fresh = [m for m in fresh if m.msg_id not in forged]
+                incidents = [m for m in incidents if m.msg_id not in forged]
             self._status(conn, statuses)
             self._heartbeats(conn, heartbeats)
             for clip in (m for m in fresh if isinstance(m, EvidenceMessage)):
                 self._clip(conn, clip)
             self._live(conn, counts, heartbeats)
             self._gaps(conn, [m for m in fresh if not isinstance(m, StatusMessage)], result)
-            self._dead(conn, [b for b in batch if isinstance(b, Rejected)], result)
+            self._dead(conn, rejected, result)
             for m in fresh:
                 result.stored[str(m.kind)] += 1
                 result.cameras.add(m.camera_id)
@@ -102,7 +146,13 @@ class BatchWriter:
                     "incidents": len(incidents),
                 }
                 conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, json.dumps(note)))
+        if self.refresh_late_bins and result.earliest_bin is not None:
+            self.refresh_late(conn, result.earliest_bin)
         return result
+
+    def refresh_late(self, conn: Conn, earliest: datetime) -> int:
+        """TimescaleDB: make the bins stored since ``earliest`` visible in every continuous aggregate."""
+        return refresh_late(conn, earliest, self._tz) if self.backend == "timescale" else 0
 
     def _dedupe(self, conn: Conn, accepted: list[Accepted], result: WriteResult) -> list[Any]:
         unique: dict[UUID, Any] = {}
@@ -147,6 +197,8 @@ class BatchWriter:
         # A second message for a bin already stored (re-sent with a new id) changes nothing.
         result.duplicates += len(counts) - len(inserted)
         stored = [m for m in bins if (m.camera_id, m.bin_start) in inserted]
+        if stored:
+            result.earliest_bin = min(m.bin_start for m in stored)
         cells: dict[tuple[str, datetime, str, str, str], int] = {}
         for m in stored:
             for c in m.lines:
@@ -154,19 +206,7 @@ class BatchWriter:
                 key = (m.camera_id, m.bin_start, c.line_id, c.direction, c.cls)
                 cells[key] = cells.get(key, 0) + c.count
         if cells:
-            cam, start, line, direction, cls = (list(col) for col in zip(*cells, strict=True))
-            conn.execute(
-                sql.COUNTS_PLAIN if plain else sql.COUNTS_TIMESCALE,
-                {
-                    "cam": cam,
-                    "start": start,
-                    "line": line,
-                    "dir": direction,
-                    "cls": cls,
-                    "n": list(cells.values()),
-                    "tz": self.timezone,
-                },
-            )
+            self._copy_counts(conn, cells)
         _insert_children(
             conn, sql.ZONES, [(m, z) for m in stored for z in m.zones],
             ("zone_id", "cls", "mean_count", "max_count", "entries", "mean_dwell_s"),
@@ -176,6 +216,31 @@ class BatchWriter:
             ("line_id", "direction", "cls", "n", "mean_kmh", "p85_kmh"),
         )  # fmt: skip
         self._movements(conn, stored)
+
+    def _copy_counts(self, conn: Conn, cells: dict[tuple[str, datetime, str, str, str], int]) -> None:
+        """COPY the count cells (text format; see :mod:`server.ingest.statements`)."""
+        text: dict[str, str] = {}  # each distinct name escaped once
+        stamps: dict[datetime, str] = {}
+        lines = []
+        for (cam, start, line, direction, cls), n in cells.items():
+            stamp = stamps.get(start)
+            if stamp is None:
+                stamp = stamps[start] = start.isoformat()
+            parts = []
+            for value in (cam, line, direction, cls):
+                esc = text.get(value)
+                if esc is None:
+                    esc = text[value] = _copy_escape(value)
+                parts.append(esc)
+            lines.append(f"{parts[0]}\t{stamp}\t{parts[1]}\t{parts[2]}\t{parts[3]}\t{n}\n")
+        data = "".join(lines).encode()
+        if self.backend == "plain":
+            with conn.cursor().copy(sql.COPY_STAGE_COUNTS) as copy:
+                copy.write(data)
+            conn.execute(sql.COUNTS_MERGE_PLAIN, {"tz": self.timezone})
+        else:
+            with conn.cursor().copy(sql.COPY_COUNTS) as copy:
+                copy.write(data)
 
     def _movements(self, conn: Conn, stored: list[CountsMessage]) -> None:
         """Movements of the bins inserted just now (so a re-sent bin adds nothing), like counts."""
@@ -243,10 +308,15 @@ class BatchWriter:
         ).fetchone()
         return int(row[0]) if row else None
 
-    def _incident(self, conn: Conn, m: IncidentMessage) -> None:
+    def _incident(self, conn: Conn, m: IncidentMessage) -> str | None:
+        """Upsert the incident and store its event; or, when the incident id belongs to another camera,
+        store nothing and return that camera (the caller dead-letters the message)."""
+        row = conn.execute(sql.INCIDENT_OWNER, (m.incident_id,)).fetchone()
+        if row is not None and row[0] != m.camera_id:
+            return str(row[0])
         snapshot_id = self._snapshot(conn, m)
         closed = m.event is IncidentEvent.END
-        conn.execute(
+        cur = conn.execute(
             sql.INCIDENT,
             (
                 m.incident_id,
@@ -269,6 +339,8 @@ class BatchWriter:
                 m.ts,
             ),
         )
+        if cur.fetchone() is None:  # the row locked above cannot change owner; this is only a guard
+            raise psycopg.errors.RaiseException(f"incident {m.incident_id}: owner changed concurrently")
         conn.execute(
             sql.INCIDENT_EVENT,
             (
@@ -283,6 +355,7 @@ class BatchWriter:
                 Jsonb(m.details),
             ),
         )
+        return None
 
     def _status(self, conn: Conn, statuses: list[StatusMessage]) -> None:
         if not statuses:
@@ -453,6 +526,14 @@ class BatchWriter:
                 [r.incoming.payload[:DEAD_LETTER_PAYLOAD_MAX] for r in rejected],
             ),
         )
+
+
+_COPY_SPECIAL = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_escape(value: str) -> str:
+    """A value as COPY's text format needs it (backslash, tab, newline and CR escaped)."""
+    return value.translate(_COPY_SPECIAL)
 
 
 def _insert_children(

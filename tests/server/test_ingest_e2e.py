@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from contract import dump_message, topic_for
+from server.db.timescale import ROLLUPS, refresh
 from tests.server.helpers import Publisher, counts, heartbeat, poll, write_site
 from tests.server.server_proc import ServerProcess
 
@@ -186,3 +187,50 @@ def test_bad_input_goes_to_dead_letters_and_ingest_continues(
     assert 'citywatch_ingest_dead_letters_total{reason="size"} 1' in metrics
     assert "citywatch_ingest_duplicates_total 1" in metrics
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_timescale_late_and_resent_bins_reach_the_aggregates(
+    tmp_path: Path, fresh_ts_db: str, unique: str, mqtt_host_port: tuple[str, int]
+) -> None:
+    """`citywatch server run` on TimescaleDB: after the aggregates are materialized, late bins (and a
+    re-sent bin, which adds nothing) published over MQTT show in the hourly and daily aggregates."""
+    site_id, prefix = f"s{unique}", f"cwt{unique}"
+    cam = f"cam-{unique}"
+    site = write_site(tmp_path, site_id, prefix, [cam])
+    host, port = mqtt_host_port
+    env = {
+        "DATABASE_URL": fresh_ts_db, "MQTT_URL": f"mqtt://{host}:{port}", "MQTT_CLIENT_ID": f"cw-{unique}",
+        "MQTT_SESSION_EXPIRY_S": "600", "CITYWATCH_SITE": str(site), "CITYWATCH_TIMESCALE": "on",
+        "CITYWATCH_ALERTING": "false",
+    }  # fmt: skip
+    server = ServerProcess(env, tmp_path / "server.log")
+    server.start()
+    pub = Publisher(host, port, prefix)
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
+    try:
+        for i in range(3):
+            pub.send(counts(site_id, cam, i + 1, t0 + timedelta(minutes=i))).wait_for_publish(10)
+        poll(lambda: stored_bins(fresh_ts_db, [cam]), lambda v: v == 3)
+        with psycopg.connect(fresh_ts_db, autocommit=True) as conn:
+            for view in ROLLUPS:
+                # No policy job may refresh meanwhile: only the server's own late refresh can pass.
+                conn.execute("SELECT remove_continuous_aggregate_policy(%s)", (view,))
+                refresh(conn, view)  # t0's hour and day are now below every watermark
+        late = [counts(site_id, cam, 10 + i, t0 + timedelta(minutes=10 + i)) for i in range(2)]
+        resent = counts(site_id, cam, 20, t0, {("L1", "north", "car"): 100})  # same bin, new id
+        for m in [*late, resent]:
+            pub.send(m).wait_for_publish(10)
+        want = 8 * 5  # five bins of 3 + 5
+        got = poll(
+            lambda: (
+                q1(fresh_ts_db, "SELECT sum(count) FROM counts_1h WHERE camera_id = %s", cam),
+                q1(fresh_ts_db, "SELECT sum(total) FROM count_bins_1d WHERE camera_id = %s", cam),
+            ),
+            lambda v: v == (want, want),
+            timeout=30,
+        )
+        assert got == (want, want), (got, server.log_tail())
+        assert q1(fresh_ts_db, "SELECT sum(count) FROM counts WHERE camera_id = %s", cam) == want
+    finally:
+        pub.close()
+        server.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from citywatch.site import load_site
-from contract import dump_message
+from contract import ContractError, dump_message, parse_message, parse_topic
 from server.ingest.validate import Accepted, Incoming, Rejected, Validator
 from tests.server.helpers import counts, write_site
 
@@ -65,6 +65,18 @@ def _mutated(**changes: object) -> bytes:
         pytest.param(
             TOPIC, _mutated(ts=(NOW - timedelta(days=3650)).isoformat()), "too_old", id="ten-years-old"
         ),
+        # Names the site config does not know (issue 12, item 8): free text must not reach exports.
+        pytest.param(
+            TOPIC, good(cells={("L1", "nosuchdirection", "car"): 1}), "unknown_name", id="direction"
+        ),
+        pytest.param(
+            TOPIC, good(cells={("L1", "east", "car"): 1}), "unknown_name", id="other-lines-direction"
+        ),
+        pytest.param(TOPIC, good(cells={("L1", "north", "=HYPERLINK()"): 1}), "unknown_name", id="class"),
+        pytest.param(
+            TOPIC, good(cells={("L1", "north", "airplane"): 1}), "unknown_name", id="coco-not-listed"
+        ),
+        pytest.param(TOPIC, good(cells={("L9", "north", "car"): 1}), "unknown_name", id="line"),
     ],
 )
 def test_bad_input_is_rejected_with_reason(
@@ -74,6 +86,18 @@ def test_bad_input_is_rejected_with_reason(
     assert isinstance(result, Rejected)
     assert result.reason == reason
     assert result.detail
+
+
+def test_every_configured_direction_and_class_passes(validator: Validator) -> None:
+    cells = {(ln, d, c): 1 for ln, dirs in (("L1", ("north", "south")), ("L2", ("east", "west")))
+             for d in dirs for c in ("person", "bicycle", "car", "motorcycle", "bus", "truck")}  # fmt: skip
+    assert isinstance(validator.check(incoming(TOPIC, good(cells=cells))), Accepted)
+
+
+def test_unknown_direction_detail_names_the_allowed_ones(validator: Validator) -> None:
+    result = validator.check(incoming(TOPIC, good(cells={("L1", "nosuchdirection", "car"): 1})))
+    assert isinstance(result, Rejected)
+    assert "'nosuchdirection'" in result.detail and "'north' or 'south'" in result.detail
 
 
 def test_rejection_keeps_ids_for_the_log(validator: Validator) -> None:
@@ -93,3 +117,36 @@ def test_rejection_keeps_ids_for_the_log(validator: Validator) -> None:
 def test_hostile_payloads_become_dead_letters(validator: Validator, payload: bytes) -> None:
     checked = validator.check(incoming(TOPIC, payload))  # raised RecursionError / ValueError before
     assert isinstance(checked, Rejected) and checked.reason == "json"
+
+
+def _full_path(topic: str, payload: bytes) -> str:
+    """The contract's own parse (no fast path): its reason, or "ok"."""
+    try:
+        parse_message(payload, parse_topic(topic, "pfx"))
+    except ContractError as exc:
+        return exc.reason
+    return "ok"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(_mutated(schema_version=None), id="no-schema-version"),  # the model has a default
+        pytest.param(_mutated(kind=None), id="no-kind"),  # the model has a default
+        pytest.param(_mutated(kind="heartbeat"), id="other-kind"),
+        pytest.param(_mutated(camera_id="cam-b"), id="other-camera"),
+        pytest.param(_mutated(seq=2**64), id="seq-beyond-bigint"),
+        pytest.param(_mutated(fps="NaN"), id="nan-string"),
+        pytest.param(good().replace(b'"fps":10.0', b'"fps":NaN'), id="nan-literal"),
+        pytest.param(good().replace(b"{", b'{"frames":-1,', 1), id="duplicate-key-first-bad"),
+        pytest.param(good().replace(b"{", b'{"frames":"x",', 1), id="duplicate-key-first-wrong-type"),
+        pytest.param(good() + b" ", id="trailing-space"),
+        pytest.param(good(), id="good"),
+    ],
+)
+def test_fast_path_agrees_with_the_contract(validator: Validator, payload: bytes) -> None:
+    """The validator's fast path (straight from JSON by the topic's model) accepts exactly what the
+    contract's full parse accepts, and a rejection carries the contract's reason."""
+    got = validator.check(incoming(TOPIC, payload))
+    want = _full_path(TOPIC, payload)
+    assert (got.reason if isinstance(got, Rejected) else "ok") == want

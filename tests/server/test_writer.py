@@ -180,3 +180,42 @@ def test_zone_occupancy_and_speeds_are_stored_once(
         b"SELECT cls, n, mean_kmh, p85_kmh FROM speeds WHERE camera_id = 'cam-zs'"
     ).fetchall()
     assert speeds == [("car", 3, 41.5, 48.0)]
+
+
+def test_incident_of_another_camera_is_dead_lettered_not_rewritten(
+    conn: psycopg.Connection[tuple[object, ...]], writer: BatchWriter
+) -> None:
+    """Issue 12, item 4: an incident id learnt from an alert cannot be used to re-grade or close another
+    camera's incident; the forged message is dead-lettered and nothing of it is stored."""
+    iid, start = uuid.uuid4(), T0 + timedelta(hours=5)
+    writer.write(conn, [acc(incident(SITE, "cam-own", 1, iid, IncidentEvent.START, start))])
+    forged = incident(SITE, "cam-other", 7, iid, IncidentEvent.END, start - timedelta(hours=1))
+    forged = forged.model_copy(update={"summary": "forged"})
+    honest = incident(SITE, "cam-other", 8, uuid.uuid4(), IncidentEvent.START, start)
+    result = writer.write(conn, [acc(forged), acc(honest)])  # one batch: the honest one is stored
+    assert result.dead == Counter({"incident_owner": 1})
+    assert result.stored == Counter({"incident": 1})
+    row = conn.execute(
+        "SELECT camera_id, state, summary, started_at FROM incidents WHERE incident_id = %s", (iid,)
+    ).fetchone()
+    assert row == ("cam-own", "open", "event start", start)
+    assert one(conn, "SELECT count(*) FROM incident_events WHERE incident_id = %s", iid) == 1
+    dead = conn.execute(
+        "SELECT reason, camera_id, msg_id, detail FROM dead_letters WHERE msg_id = %s", (str(forged.msg_id),)
+    ).fetchone()
+    assert dead is not None and dead[:3] == ("incident_owner", "cam-other", str(forged.msg_id))
+    assert "cam-own" in str(dead[3])
+    assert one(conn, "SELECT count(*) FROM incidents WHERE camera_id = 'cam-other'") == 1
+
+
+def test_names_with_copy_special_characters_are_stored_verbatim(
+    conn: psycopg.Connection[tuple[object, ...]], writer: BatchWriter
+) -> None:
+    """Count cells go in through COPY's text format: backslash, tab and newline must survive it."""
+    odd = {("L1", "in\\to\tthe\ncity\r", "car"): 2, ("L1", "N", "bus\\"): 3}
+    writer.write(conn, [acc(counts(SITE, "cam-copy", 1, T0, odd))])
+    rows = conn.execute(
+        "SELECT direction, cls, count FROM counts WHERE camera_id = 'cam-copy' ORDER BY count"
+    ).fetchall()
+    assert rows == [("in\\to\tthe\ncity\r", "car", 2), ("N", "bus\\", 3)]
+    assert one(conn, "SELECT sum(count) FROM counts_1d WHERE camera_id = 'cam-copy'") == 5

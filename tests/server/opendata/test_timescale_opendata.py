@@ -1,6 +1,6 @@
-"""Open data on TimescaleDB (PGlite): migration 0011 applies to a database whose count_bins hypertable
-already has compressed chunks (an upgrade), and the public cells (continuous aggregates plus the sample
-flag) equal the sums of the raw data, small cells suppressed."""
+"""Open data on TimescaleDB (the tests' own cluster): migration 0011 applies to a database whose
+count_bins hypertable already has compressed chunks (an upgrade), and the public cells (continuous
+aggregates plus the sample flag) equal the sums of the raw data, small cells suppressed."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from server.ingest.writer import BatchWriter
 from server.opendata.cells import public_cells
 from server.settings import Settings
 from tests.server.history_data import START, TZ, expected_volume, generate, store
-from tests.server.test_timescale import dsn  # noqa: F401  (the PGlite TimescaleDB server)
 
 pytestmark = pytest.mark.timescale
 CAMS = ["cam-ts1", "cam-ts2"]
@@ -50,9 +49,9 @@ async def _cells(url: str) -> list[tuple[object, ...]]:
     return [(c.camera_id, c.bucket, c.line_id, c.direction, c.cls, c.count, c.sample) for c in page.cells]
 
 
-def test_open_data_on_timescale(dsn: str) -> None:  # noqa: F811
-    assert "0011_open_data" in _upgrade(dsn)
-    got = asyncio.run(_cells(dsn))
+def test_open_data_on_timescale(fresh_ts_db: str) -> None:
+    assert "0011_open_data" in _upgrade(fresh_ts_db)
+    got = asyncio.run(_cells(fresh_ts_db))
     want = {k: v for k, v in expected_volume(MSGS, "1h").items() if v >= K}
     assert {c[:5]: c[5] for c in got} == want
     assert any(v < K for v in expected_volume(MSGS, "1h").values())
