@@ -7,7 +7,6 @@ callbacks only enqueue; a thread stores announcements with its own database conn
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import ssl
@@ -104,15 +103,20 @@ class FleetBridge:
 
     def publish(self, configs: list[EdgeConfig], timeout: float = 5.0) -> list[str]:
         """Publish configs retained at QoS 1; returns the groups whose publish was not confirmed."""
+        # Started with connect_async: give the first connection a moment before publishing.
+        self.connected.wait(timeout)
         pending = []
         for cfg in configs:
             topic = config_topic(self.site_id, cfg.group, self.prefix)
             pending.append((cfg.group, self.client.publish(topic, dump(cfg), qos=1, retain=True)))
         failed = []
         for group, info in pending:
-            with contextlib.suppress(RuntimeError, ValueError):  # not connected: reported below
+            try:
                 info.wait_for_publish(timeout)
-            if not info.is_published():
+                published = info.is_published()
+            except (RuntimeError, ValueError):  # not connected (paho raises): reported below
+                published = False
+            if not published:
                 failed.append(group)
         if failed:
             log.warning("fleet: config of %s not confirmed by the broker (kept; re-sent on start)", failed)
