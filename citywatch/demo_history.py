@@ -167,6 +167,11 @@ def _messages(
 
 
 _SAMPLE = "UPDATE count_bins SET sample = true WHERE camera_id = %s AND bin_start >= %s AND bin_start < %s"
+_SPAN = (
+    "INSERT INTO sample_spans (camera_id, first_bin, end_bin) VALUES (%s, %s, %s) ON CONFLICT (camera_id) "
+    "DO UPDATE SET first_bin = least(sample_spans.first_bin, excluded.first_bin), "
+    "end_bin = greatest(sample_spans.end_bin, excluded.end_bin)"
+)
 _LIVE_RESTORE = "INSERT INTO camera_live SELECT * FROM jsonb_populate_record(NULL::camera_live, %s)"
 
 
@@ -189,6 +194,7 @@ def _store(conn: Any, writer: Any, cam_id: str, msgs: list[Any], start: datetime
                 conn, [Accepted(Incoming(1, 1, "demo/history", dump_message(m), 0.0), m) for m in part]
             )
         conn.execute(_SAMPLE, (cam_id, start, end))
+        conn.execute(_SPAN, (cam_id, start, end))
         conn.execute("DELETE FROM seq_gaps WHERE camera_id = %s AND opened_at >= now()", (cam_id,))
         if seq is None:
             conn.execute("DELETE FROM camera_seq WHERE camera_id = %s", (cam_id,))

@@ -101,7 +101,8 @@ async def volume(
     format: FormatQ = "json",
 ) -> Response:
     """Every (camera, bucket) appears, with ``quality`` (ok, degraded, tampering, offline, no_data),
-    ``coverage`` (share of the bucket with count bins) and the ``health`` flags seen."""
+    ``coverage`` (share of the bucket with count bins), the ``health`` flags seen, and ``sample`` (true for
+    the demo's made-up history, which never shares a bucket with live data)."""
     if source == "raw" and not principal.may(Perm.ADMIN):
         # A raw scan costs seconds per month of data: a diagnostic for admins, not a planner's query.
         raise HTTPException(status.HTTP_403_FORBIDDEN, "source=raw is for admins")
@@ -118,7 +119,10 @@ async def volume(
         rows = await queries.volume(
             conn, cameras=cams, start=start, end=end, g=bin, tz=tz, dims=dims, source=source
         )
-    columns = ["camera_id", "bucket", "line_id", "direction", "cls", "count", "quality", "coverage", "health"]
+    columns = [
+        *("camera_id", "bucket", "line_id", "direction", "cls", "count", "quality", "coverage", "health"),
+        "sample",
+    ]
     meta = {"site_id": site.site.id, "timezone": site.site.timezone, "bin": bin, "source": source}
     # VolumeRow has slots and flat fields: a dict per row without asdict's deep copy.
     names = [f.name for f in dataclasses.fields(queries.VolumeRow)]

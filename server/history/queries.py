@@ -41,6 +41,8 @@ class VolumeRow:
     quality: Quality
     coverage: float
     health: list[str]
+    #: true for buckets of made-up demo history (``citywatch demo --history``), never mixed with live
+    sample: bool = False
 
 
 def _dims_sql(dims: Sequence[Dim]) -> tuple[sql.Composable, sql.Composable]:
@@ -145,8 +147,19 @@ async def volume(
     else:
         counts = await _volume_counts(conn, g, source, dims, params)
     timeline = await status_timeline(conn, params)
+    spans = await sample_spans(conn, cameras)
     # Thousands of rows of Python: off the event loop.
-    return await asyncio.to_thread(_assemble, cameras, buckets, g, tz, bins, counts, timeline)
+    return await asyncio.to_thread(_assemble, cameras, buckets, g, tz, bins, counts, timeline, spans)
+
+
+async def sample_spans(conn: AConn, cameras: Sequence[str]) -> dict[str, tuple[datetime, datetime]]:
+    """Per camera, the [first, end) range of its sample (demo) history, where it has one."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT camera_id, first_bin, end_bin FROM sample_spans WHERE camera_id = ANY(%s)",
+            (list(cameras),),
+        )
+        return {str(c): (f, e) for c, f, e in await cur.fetchall()}
 
 
 def _assemble(
@@ -157,6 +170,7 @@ def _assemble(
     bins: list[tuple[Any, ...]],
     counts: list[tuple[Any, ...]],
     timeline: dict[str, list[tuple[datetime, str]]],
+    spans: dict[str, tuple[datetime, datetime]],
 ) -> list[VolumeRow]:
     # Keys use epoch seconds: hashing datetimes with a ZoneInfo tz calls utcoffset() every time.
     info = {(b[0], int(b[1].timestamp())): b for b in bins}
@@ -170,12 +184,16 @@ def _assemble(
             rows_by_key[(r[0], int(r[1].timestamp()))] = group
         group.append(r)
     ends = [*buckets[1:], next_bucket(buckets[-1], g, tz)]
-    spans = [(b, int(b.timestamp()), (e - b).total_seconds()) for b, e in zip(buckets, ends, strict=True)]
+    bucket_spans = [
+        (b, int(b.timestamp()), (e - b).total_seconds()) for b, e in zip(buckets, ends, strict=True)
+    ]
     out: list[VolumeRow] = []
     append = out.append
     for cam in cameras:
         offline = offline_seconds(timeline.get(cam, []), buckets, ends)
-        for k, (b, epoch, expected) in enumerate(spans):
+        span = spans.get(cam)
+        for k, (b, epoch, expected) in enumerate(bucket_spans):
+            smp = span is not None and span[0] <= b < span[1]
             meta = info.get((cam, epoch))
             if meta is None:
                 q, cov, flags = quality(0.0, expected, 0, 0, offline[k]), 0.0, []
@@ -187,10 +205,10 @@ def _assemble(
                 flags = health_flags(mask) if mask else []
             rows = rows_by_key.get((cam, epoch))
             if not rows:
-                append(VolumeRow(cam, b, None, None, None, 0, q, cov, flags))
+                append(VolumeRow(cam, b, None, None, None, 0, q, cov, flags, smp))
                 continue
             for r in rows:
-                append(VolumeRow(cam, b, r[2], r[3], r[4], r[5], q, cov, flags))
+                append(VolumeRow(cam, b, r[2], r[3], r[4], r[5], q, cov, flags, smp))
     return out
 
 

@@ -116,7 +116,9 @@ export function createPlannerView(root, { site }) {
       const key = `${r.camera_id}|${r.bucket}`;
       if (!seen.has(key)) {
         seen.add(key);
-        if (r.quality !== "ok") { flags.push(r); flaggedIdx.add(i); }
+        // Demo history (sample data) is flagged like poor quality: never read as observed traffic.
+        if (r.sample) { flags.push({ ...r, quality: "sample" }); flaggedIdx.add(i); }
+        else if (r.quality !== "ok") { flags.push(r); flaggedIdx.add(i); }
       }
     }
     const pattern = hatch();

@@ -3,6 +3,7 @@ profile, flagged as sample, in whole days before any live bin, and never written
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from citywatch.demo_history import (
 )
 from citywatch.site import load_site
 from server.db.migrate import migrate
+from server.history import queries
 from server.ingest.writer import BatchWriter
 from tests.conftest import MODEL_PATH, ROOT, SHARED, need_shared
 from tests.server.helpers import counts
@@ -112,8 +114,18 @@ def test_fill_from_a_real_clip(fresh_db: str, tmp_path: Path, monkeypatch: pytes
     assert total is not None and total[0] > 0  # the clip's vehicles, spread over three days
     assert hourly is not None and hourly[0] == total[0]  # the rollups hold them too
     assert seq == (41,)  # the camera's sequence tracking is untouched
+    # the planner's history marks those buckets as sample, and only those
+    hist = asyncio.run(_hourly(fresh_db, cam, midnight - timedelta(days=1), midnight + timedelta(hours=2)))
+    assert {b for b, s in hist if s} == {midnight - timedelta(hours=h) for h in range(1, 25)}
+    assert {b for b, s in hist if not s} == {midnight, midnight + timedelta(hours=1)}
     # once is enough: a second run writes nothing and replays nothing (cached)
     t0 = time.monotonic()
     assert fill_history(fresh_db, site, site_path, 3, tmp_path / "cache") == 0
     assert time.monotonic() - t0 < 5
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1
+
+
+async def _hourly(url: str, cam: str, start: datetime, end: datetime) -> set[tuple[datetime, bool]]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        rows = await queries.volume(conn, cameras=[cam], start=start, end=end, g="1h", tz=TZ, dims=())
+    return {(r.bucket, r.sample) for r in rows}
