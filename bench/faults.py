@@ -374,10 +374,19 @@ def outbox_depth(path: Path) -> int:
         db.close()
 
 
+#: The lines and directions of :data:`CELLS` (the server dead-letters counts naming a line or direction
+#: its site config does not know).
+LINES_YAML = (
+    "    lines:\n"
+    "      - {id: L1, points: [[0.0, 0.5], [1.0, 0.5]], directions: {positive: north, negative: south}}\n"
+    "      - {id: L2, points: [[0.5, 0.0], [0.5, 1.0]], directions: {positive: east, negative: west}}\n"
+)
+
+
 def write_site(path: Path, site_id: str, prefix: str, cameras: list[str], extra: str = "") -> Path:
     cams = "".join(
         f'  - id: {c}\n    name: "{c}"\n    location: {{lat: 13.77, lon: 109.22}}\n'
-        f"    source: {{kind: webcam, index: 0}}\n"
+        f"    source: {{kind: webcam, index: 0}}\n{LINES_YAML}"
         for c in cameras
     )
     path.write_text(

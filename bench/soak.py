@@ -33,6 +33,7 @@ from typing import Any
 
 from _common import free_port
 from faults import (
+    LINES_YAML,
     ROOT,
     Broker,
     HarnessError,
@@ -71,7 +72,7 @@ def write_site(path: Path, site_id: str, prefix: str) -> list[str]:
     )
     cams += "".join(
         f'  - id: {c}\n    name: "{c}"\n    location: {{lat: 13.77, lon: 109.22}}\n'
-        f"    source: {{kind: webcam, index: 0}}\n"
+        f"    source: {{kind: webcam, index: 0}}\n{LINES_YAML}"
         for c in LOAD_CAMERAS
     )
     path.write_text(

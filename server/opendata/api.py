@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from psycopg.rows import dict_row
 
 from citywatch.site import SiteConfig
+from server.api.errors import unprocessable
 from server.opendata import ngsi, tables
 from server.opendata.cells import CellPage, PublicBin, public_cells, published_until
 from server.opendata.http import (
@@ -86,23 +87,19 @@ def _range(
     tz = ZoneInfo(site.site.timezone)
     if day is not None:
         if start is not None or end is not None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give either date or start/end")
+            raise unprocessable("give either date or start/end", "query", "date")
         if days > MAX_DAYS[g]:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"at most {MAX_DAYS[g]} days per request for bin={g}"
-            )
+            raise unprocessable(f"at most {MAX_DAYS[g]} days per request for bin={g}", "query", "days")
         return local_day_range(day, tz)[0], local_day_range(day + timedelta(days=days - 1), tz)[1]
     if start is None or end is None:
         today = datetime.now(tz).date()
         return local_day_range(today, tz) if g == "1h" else local_day_range(today - timedelta(days=1), tz)
     if start.tzinfo is None or end.tzinfo is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start and end need a UTC offset")
+        raise unprocessable("start and end need a UTC offset", "query", "start")
     if end <= start:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "end must be after start")
+        raise unprocessable("end must be after start", "query", "end")
     if end - start > timedelta(days=MAX_DAYS[g]):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"at most {MAX_DAYS[g]} days per request for bin={g}"
-        )
+        raise unprocessable(f"at most {MAX_DAYS[g]} days per request for bin={g}", "query", "end")
     return start, end
 
 

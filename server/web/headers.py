@@ -38,6 +38,8 @@ def content_security_policy(tile_template: str) -> str:
             "script-src 'self'",
             "style-src 'self' 'unsafe-inline'",
             f"img-src 'self' data: blob:{' ' + tiles if tiles else ''}",
+            # Evidence clips are fetched with the user's token and played from a blob: URL.
+            "media-src 'self' blob:",
             "connect-src 'self'",
             "font-src 'self'",
             "object-src 'none'",

@@ -4,6 +4,7 @@ and the look is audited."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -47,14 +48,15 @@ def test_clip_plays_in_the_console_incident_panel(
         if page.locator("#console-detail video.clip").count():
             break
         page.wait_for_timeout(500)
-    handle = page.wait_for_function(
-        """() => {
-            const v = document.querySelector('#console-detail video.clip');
-            return v && v.readyState >= 1 && v.videoWidth > 0 && {d: v.duration, w: v.videoWidth, e: v.error};
-        }""",
-        timeout=15_000,
-    )
-    info = handle.json_value()
+    # Polled with page.evaluate: wait_for_function evaluates with eval, which the page's CSP refuses.
+    probe = """() => {
+        const v = document.querySelector('#console-detail video.clip');
+        return v && v.readyState >= 1 && v.videoWidth > 0 && {d: v.duration, w: v.videoWidth, e: v.error};
+    }"""
+    deadline = time.monotonic() + 15
+    while not (info := page.evaluate(probe)):
+        assert time.monotonic() < deadline, "the clip did not load in the incident panel"
+        time.sleep(0.1)
     assert info["e"] is None and info["w"] == clip.width
     assert abs(info["d"] - clip.duration_s) < 1.0
     police.assert_no_errors()
